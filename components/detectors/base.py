@@ -1,0 +1,151 @@
+"""What every detector is: a torch model (what gets exported) plus fit/predict/save/load.
+
+`InferenceOutput` is the contract between training and serving: the exported graph takes
+uint8 N×H×W×3 images and returns exactly these two tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, Self
+
+import numpy as np
+import torch
+from anomalyops.components.backbones import Backbone
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "detector.json"
+WEIGHTS_FILE = "detector.safetensors"
+
+
+class InferenceOutput(NamedTuple):
+    anomaly_map: torch.Tensor  # N×1×H×W float32
+    score: torch.Tensor  # N float32
+
+
+@dataclass
+class Prediction:
+    scores: np.ndarray  # N float32
+    maps: np.ndarray  # N×H×W float32
+
+
+@dataclass
+class DetectorConfig:
+    """Settings shared by all detectors; each detector extends it with its own."""
+
+    backbone: str = "efficientnet_lite0"
+    input_size: tuple[int, int] = (256, 256)
+    sigma: float = 4.0
+    seed: int = 0
+
+
+def batches(images: np.ndarray, size: int, desc: str, progress: bool):
+    """uint8 tensors of at most `size` images, with a progress bar over images."""
+    bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress)
+    for start in range(0, len(images), size):
+        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + size]))
+        yield chunk
+        bar.update(len(chunk))
+    bar.close()
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """load_state_dict that first resizes buffers whose size depends on the data (banks)."""
+    for name, tensor in state.items():
+        owner_name, _, attr = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        if attr in owner._buffers and owner._buffers[attr].shape != tensor.shape:
+            owner.register_buffer(attr, torch.empty_like(tensor))
+    module.load_state_dict(state)
+
+
+class Detector(ABC):
+    """A detector learnt from good images only: fit, predict, save, load."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type[DetectorConfig]]
+
+    def __init__(self, config: DetectorConfig | None = None, weights: str = "imagenet") -> None:
+        self.config = config or self.config_class()
+        self.model = self.build_model(weights)
+        self.model.eval()
+        self.fitted = False
+
+    @abstractmethod
+    def build_model(self, weights: str) -> nn.Module:
+        """The torch model; `weights` goes to the backbone ("imagenet", a path, "random")."""
+
+    @abstractmethod
+    def fit(self, images: np.ndarray, progress: bool = True) -> Self:
+        """Learn normality from good uint8 N×H×W×3 images of the configured input size."""
+
+    @property
+    def backbone(self) -> Backbone:
+        return self.model.backbone
+
+    def check_images(self, images: np.ndarray) -> None:
+        expected = (*self.config.input_size, 3)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be uint8 N×{expected[0]}×{expected[1]}×3, "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
+
+    def infer(self, batch: torch.Tensor) -> InferenceOutput:
+        """One batch through the in-process path (may differ from the exported graph)."""
+        return self.model(batch)
+
+    @torch.inference_mode()
+    def predict(
+        self, images: np.ndarray, batch_size: int = 8, progress: bool = False
+    ) -> Prediction:
+        """Scores (higher = more anomalous) and anomaly maps at the input size."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.kind} is not fitted: call fit() or load() first")
+        self.check_images(images)
+        scores, maps = [], []
+        for batch in batches(images, batch_size, "predict", progress):
+            output = self.infer(batch)
+            scores.append(output.score.numpy())
+            maps.append(output.anomaly_map[:, 0].numpy())
+        return Prediction(np.concatenate(scores), np.concatenate(maps))
+
+    def describe(self) -> dict[str, Any]:
+        """Settings and lineage that travel with the saved or exported model."""
+        return {
+            "kind": self.kind,
+            "format_version": FORMAT_VERSION,
+            "config": dataclasses.asdict(self.config),
+            "backbone_weights": self.backbone.weights,
+            "backbone_weights_sha256": self.backbone.weights_sha256,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Settings as JSON and tensors as safetensors (no pickle)."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.kind} is not fitted: nothing to save")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, directory / WEIGHTS_FILE)
+        (directory / CONFIG_FILE).write_text(json.dumps(self.describe(), indent=2))
+        return directory
+
+    @classmethod
+    def restore(cls, description: dict[str, Any], state: dict[str, torch.Tensor]) -> Self:
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        settings = {k: v for k, v in description["config"].items() if k in fields}
+        settings["input_size"] = tuple(settings["input_size"])
+        detector = cls(cls.config_class(**settings), weights="none")
+        load_state(detector.model, state)
+        detector.backbone.weights = description.get("backbone_weights")
+        detector.backbone.weights_sha256 = description.get("backbone_weights_sha256")
+        detector.fitted = True
+        return detector

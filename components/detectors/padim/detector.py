@@ -1,0 +1,54 @@
+"""PaDiM training: per-position mean and regularised inverse covariance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import torch
+from anomalyops.components.backbones import Backbone
+from anomalyops.components.detectors.base import Detector, DetectorConfig, batches
+from anomalyops.components.detectors.padim.torch_model import PaDiMModel
+
+
+@dataclass
+class PaDiMConfig(DetectorConfig):
+    n_features: int = 100
+    regularisation: float = 0.01
+
+
+class PaDiM(Detector):
+    kind = "padim"
+    config_class = PaDiMConfig
+    config: PaDiMConfig
+    model: PaDiMModel
+
+    def build_model(self, weights: str) -> PaDiMModel:
+        config = self.config
+        backbone = Backbone(config.backbone, (4, 8, 16), weights)
+        return PaDiMModel(backbone, config.input_size, config.sigma, config.n_features, config.seed)
+
+    @torch.inference_mode()
+    def fit(self, images: np.ndarray, progress: bool = True) -> Self:
+        self.check_images(images)
+        if len(images) < 2:
+            raise ValueError("PaDiM needs at least 2 good images to estimate a covariance")
+        total, outer, count = None, None, 0
+        for batch in batches(images, 8, "extract features", progress):
+            embedding = self.model.embed(batch).double()
+            n, d, h, w = embedding.shape
+            x = embedding.reshape(n, d, h * w).permute(2, 0, 1)  # P×n×d
+            total = x.sum(1) if total is None else total + x.sum(1)
+            products = torch.bmm(x.transpose(1, 2), x)
+            outer = products if outer is None else outer + products
+            count += n
+        mean = total / count
+        covariance = (outer - count * mean.unsqueeze(2) * mean.unsqueeze(1)) / (count - 1)
+        covariance += self.config.regularisation * torch.eye(
+            covariance.shape[-1], dtype=torch.float64
+        )
+        self.model.mean = mean.float()
+        self.model.inv_covariance = torch.linalg.inv(covariance).float()
+        self.fitted = True
+        return self

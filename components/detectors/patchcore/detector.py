@@ -1,0 +1,103 @@
+"""PatchCore training and in-process scoring: coreset bank, faiss search, few-shot update."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import faiss
+import numpy as np
+import torch
+from anomalyops.components.backbones import Backbone
+from anomalyops.components.detectors.base import (
+    Detector,
+    DetectorConfig,
+    InferenceOutput,
+    batches,
+)
+from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
+from anomalyops.components.sampler import greedy_coreset
+
+
+@dataclass
+class PatchCoreConfig(DetectorConfig):
+    coreset_ratio: float = 0.1
+    projection_dim: int = 64
+    coreset_chunk: int = 8192
+
+
+class PatchCore(Detector):
+    """Memory bank of good patch features; a patch far from every entry is anomalous.
+
+    `update(images)` adds new good images to a fitted bank (a new variant, a few shots)
+    without recomputing the old ones.
+    """
+
+    kind = "patchcore"
+    config_class = PatchCoreConfig
+    config: PatchCoreConfig
+    model: PatchCoreModel
+
+    def __init__(self, config: PatchCoreConfig | None = None, weights: str = "imagenet") -> None:
+        super().__init__(config, weights)
+        self._index: faiss.Index | None = None
+
+    def build_model(self, weights: str) -> PatchCoreModel:
+        backbone = Backbone(self.config.backbone, (8, 16), weights)
+        return PatchCoreModel(backbone, self.config.input_size, self.config.sigma)
+
+    @torch.inference_mode()
+    def _patches(self, images: np.ndarray, progress: bool) -> torch.Tensor:
+        self.check_images(images)
+        chunks = []
+        for batch in batches(images, 8, "extract features", progress):
+            embedding = self.model.embed(batch)
+            chunks.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
+        return torch.cat(chunks)
+
+    def _select(self, patches: torch.Tensor, progress: bool) -> torch.Tensor:
+        config = self.config
+        keep = greedy_coreset(
+            patches,
+            config.coreset_ratio,
+            config.projection_dim,
+            config.coreset_chunk,
+            config.seed,
+            progress,
+        )
+        return patches[keep].contiguous()
+
+    def fit(self, images: np.ndarray, progress: bool = True) -> Self:
+        self.model.memory_bank = self._select(self._patches(images, progress), progress)
+        self._index = None
+        self.fitted = True
+        return self
+
+    def update(self, images: np.ndarray, progress: bool = True) -> Self:
+        """Add a few new good images to the bank, subsampled at the same coreset ratio."""
+        if not self.fitted:
+            return self.fit(images, progress)
+        new = self._select(self._patches(images, progress), progress)
+        self.model.memory_bank = torch.cat([self.model.memory_bank, new])
+        self._index = None
+        return self
+
+    @property
+    def index(self) -> faiss.Index:
+        """Exact L2 index over the bank; on the GPU when faiss and CUDA allow it."""
+        if self._index is None:
+            bank = self.model.memory_bank.numpy().astype(np.float32)
+            index = faiss.IndexFlatL2(bank.shape[1])
+            if torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources"):
+                index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+            index.add(bank)
+            self._index = index
+        return self._index
+
+    def infer(self, batch: torch.Tensor) -> InferenceOutput:
+        embedding = self.model.embed(batch)
+        n, d, h, w = embedding.shape
+        patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).contiguous().numpy()
+        squared, _ = self.index.search(patches, 1)
+        distances = torch.from_numpy(squared[:, 0]).clamp_min(0).sqrt()
+        return self.model.outputs(distances.reshape(n, 1, h, w))

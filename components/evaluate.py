@@ -1,0 +1,71 @@
+"""The evaluate step: metrics on the test split and an HTML report to look at."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from anomalyops.components.datasets import FolderDataset, OnError
+from anomalyops.components.metrics import aupro, auroc, f1_at
+from anomalyops.components.report import write_report
+from anomalyops.components.train import load_trained
+
+METRICS_FILE = "metrics.json"
+
+
+def evaluate(
+    model_dir: str | Path,
+    data: str | Path,
+    report: str | Path | None = None,
+    on_error: OnError = "skip",
+    progress: bool = True,
+) -> dict[str, float | int | None]:
+    """Image AUROC, and pixel AUROC and AUPRO where masks exist; F1 and rates at threshold."""
+    detector, thresholds = load_trained(model_dir)
+    test = FolderDataset(data).load_test(detector.config.input_size, on_error, progress)
+    prediction = detector.predict(test.images, progress=progress)
+    threshold = thresholds["image"]["threshold"]
+    labels, scores = test.labels, prediction.scores
+    flagged = scores > threshold
+    metrics: dict[str, float | int | None] = {
+        "test_images": len(labels),
+        "test_defective": int(labels.sum()),
+        "image_auroc": auroc(labels, scores) if 0 < labels.sum() < len(labels) else None,
+        "image_f1": f1_at(labels, scores, threshold),
+        "false_positive_rate": float(flagged[labels == 0].mean()) if (labels == 0).any() else None,
+        "miss_rate": float((~flagged[labels == 1]).mean()) if (labels == 1).any() else None,
+        "pixel_auroc": None,
+        "aupro": None,
+    }
+    if test.masks is not None:
+        known = test.pixel_labelled
+        masks, maps = test.masks[known], prediction.maps[known]
+        if masks.any():
+            metrics["pixel_auroc"] = auroc(masks, maps)
+            metrics["aupro"] = aupro(masks, maps)
+    (Path(model_dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    if report is not None:
+        notes = [f"skipped: {s}" for s in test.skipped]
+        write_report(
+            report,
+            f"{detector.kind} on {Path(data).name}",
+            {k: v for k, v in metrics.items() if v is not None} | {"image threshold": threshold},
+            test.images,
+            prediction.maps,
+            scores,
+            labels,
+            test.paths,
+            threshold,
+            notes,
+        )
+    return metrics
+
+
+def as_table(metrics: dict[str, float | int | None]) -> str:
+    """A readable console summary."""
+    rows = [
+        (k, "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
+        for k, v in metrics.items()
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

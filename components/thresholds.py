@@ -1,0 +1,90 @@
+"""Thresholds from good images only, with an honest bound on the false-positive rate.
+
+A factory rarely has defect images when it starts, so the threshold is set on held-out
+good images: the conformal order statistic that keeps a new good image's chance of a
+false alarm at or below the target. With few images that guarantee is impossible (20
+images cannot promise 1 %), so the result also carries the one-sided Clopper–Pearson
+upper bound on the false-positive rate, and says whether the target is guaranteed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import beta
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    target_fpr: float
+    n_good: int
+    exceedances: int  # held-out good scores above the threshold
+    empirical_fpr: float
+    fpr_upper_bound: float  # at `confidence`, given n_good images
+    confidence: float
+    guaranteed: bool  # enough images for the conformal guarantee at target_fpr
+    miss_rate: float | None = None  # share of known defect images at or below threshold
+    n_defect: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        text = (
+            f"threshold {self.threshold:.4g}: target FPR {self.target_fpr:.2%}, "
+            f"observed {self.exceedances}/{self.n_good} good above it, FPR ≤ "
+            f"{self.fpr_upper_bound:.2%} at {self.confidence:.0%} confidence"
+        )
+        if not self.guaranteed:
+            needed = math.ceil(1 / self.target_fpr) - 1
+            text += f" (target not guaranteed: needs ≥ {needed} held-out good images)"
+        if self.miss_rate is not None:
+            text += f"; misses {self.miss_rate:.1%} of {self.n_defect} known defects"
+        return text
+
+
+def clopper_pearson_upper(failures: int, trials: int, confidence: float) -> float:
+    """One-sided upper confidence bound on a binomial rate."""
+    if failures >= trials:
+        return 1.0
+    return float(beta.ppf(confidence, failures + 1, trials - failures))
+
+
+def calibrate(
+    good_scores: np.ndarray,
+    target_fpr: float = 0.01,
+    confidence: float = 0.95,
+    defect_scores: np.ndarray | None = None,
+) -> Calibration:
+    """The threshold on held-out good scores for a per-image false-positive rate target."""
+    scores = np.sort(np.asarray(good_scores, dtype=np.float64).ravel())
+    if scores.size == 0:
+        raise ValueError("threshold calibration needs at least one held-out good score")
+    if not np.isfinite(scores).all():
+        raise ValueError("threshold calibration got non-finite scores")
+    if not 0 < target_fpr < 1:
+        raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    n = scores.size
+    rank = math.ceil((n + 1) * (1 - target_fpr))  # 1-based conformal rank
+    guaranteed = rank <= n
+    threshold = float(scores[min(rank, n) - 1])
+    exceedances = int((scores > threshold).sum())
+    miss_rate, n_defect = None, 0
+    if defect_scores is not None and np.size(defect_scores):
+        defects = np.asarray(defect_scores, dtype=np.float64).ravel()
+        miss_rate, n_defect = float((defects <= threshold).mean()), int(defects.size)
+    return Calibration(
+        threshold=threshold,
+        target_fpr=target_fpr,
+        n_good=n,
+        exceedances=exceedances,
+        empirical_fpr=exceedances / n,
+        fpr_upper_bound=clopper_pearson_upper(exceedances, n, confidence),
+        confidence=confidence,
+        guaranteed=guaranteed,
+        miss_rate=miss_rate,
+        n_defect=n_defect,
+    )

@@ -1,0 +1,87 @@
+"""The train step: fit a detector on good images, calibrate thresholds on held-out ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
+from anomalyops.components.detectors import Detector, create, load_detector
+from anomalyops.components.thresholds import Calibration, calibrate
+
+log = logging.getLogger(__name__)
+THRESHOLDS_FILE = "thresholds.json"
+TRAINING_FILE = "training.json"
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    detector: Detector
+    image_threshold: Calibration
+    pixel_threshold: Calibration
+    summary: dict = field(default_factory=dict)
+
+
+def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices to fit on and indices held out for calibration (at least one of each)."""
+    if count < 2:
+        raise DatasetError(f"need at least 2 good training images, found {count}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"calibration fraction must be in (0, 1), got {fraction}")
+    held = min(count - 1, max(1, round(count * fraction)))
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def train(
+    data: str | Path,
+    output: str | Path,
+    detector: str = "patchcore",
+    settings: dict | None = None,
+    calibration_fraction: float = 0.2,
+    target_fpr: float = 0.01,
+    pixel_fpr: float = 0.001,
+    on_error: OnError = "skip",
+    progress: bool = True,
+) -> TrainResult:
+    """Fit on train/good minus a held-out share, set thresholds on that share, save all."""
+    dataset = FolderDataset(data)
+    model = create(detector, **(settings or {}))
+    split = dataset.load_train(model.config.input_size, on_error, progress)
+    fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
+    started = time.perf_counter()
+    model.fit(split.images[fit_idx], progress=progress)
+    fit_seconds = time.perf_counter() - started
+    held_out = model.predict(split.images[cal_idx])
+    image_cal = calibrate(held_out.scores, target_fpr)
+    pixel_cal = calibrate(held_out.maps.ravel(), pixel_fpr)
+    output = Path(output)
+    model.save(output)
+    thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
+    (output / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
+    summary = {
+        "data": str(dataset.root),
+        "dataset_sha256": dataset.content_hash(),
+        "detector": detector,
+        "train_images": len(fit_idx),
+        "calibration_images": len(cal_idx),
+        "skipped": split.skipped,
+        "fit_seconds": round(fit_seconds, 2),
+    }
+    (output / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
+    log.info("trained %s on %d images in %.1f s", detector, len(fit_idx), fit_seconds)
+    return TrainResult(output, model, image_cal, pixel_cal, summary)
+
+
+def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
+    """A trained detector and its calibrated thresholds."""
+    model_dir = Path(model_dir)
+    path = model_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
+    return load_detector(model_dir), json.loads(path.read_text())

@@ -1,0 +1,184 @@
+"""`anomalyops` command line: fit, predict, evaluate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from anomalyops.components.backbones import BACKBONES
+from anomalyops.components.detectors import DETECTORS
+
+log = logging.getLogger("anomalyops")
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    settings = {"backbone": args.backbone, "input_size": (args.size, args.size)}
+    if args.detector == "patchcore":
+        settings["coreset_ratio"] = args.coreset
+    return settings
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from anomalyops.components.train import train
+
+    result = train(
+        args.data,
+        args.out,
+        args.detector,
+        _settings(args),
+        args.calibration_fraction,
+        args.fpr,
+        on_error=args.on_error,
+    )
+    print(f"saved {args.detector} to {result.model_dir}")
+    print(f"image {result.image_threshold.summary()}")
+    for skipped in result.summary["skipped"]:
+        print(f"skipped {skipped}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from anomalyops.components.evaluate import as_table, evaluate
+
+    report = args.report or Path(args.model) / "report.html"
+    metrics = evaluate(args.model, args.data, report, on_error=args.on_error)
+    print(as_table(metrics))
+    print(f"report: {Path(report).resolve()}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from anomalyops.components.report import overlay
+    from anomalyops.components.train import load_trained
+    from anomalyops.serving.imaging import ImageDecodeError, load_image
+
+    detector, thresholds = load_trained(args.model)
+    threshold = args.threshold if args.threshold is not None else thresholds["image"]["threshold"]
+    size = detector.config.input_size
+    images, names, failures = [], [], 0
+    for path in args.images:
+        try:
+            images.append(load_image(path, size))
+            names.append(path)
+        except ImageDecodeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+    if not images:
+        return 2
+    prediction = detector.predict(np.stack(images), progress=len(images) > 8)
+    rows = []
+    for name, score in zip(names, prediction.scores, strict=True):
+        label = "anomalous" if score > threshold else "good"
+        rows.append({"image": name, "score": float(score), "label": label})
+        print(f"{name}\t{score:.4f}\t{label}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        vmin, vmax = float(prediction.maps.min()), float(prediction.maps.max())
+        from PIL import Image
+
+        for name, image, anomaly_map in zip(names, images, prediction.maps, strict=True):
+            Image.fromarray(overlay(image, anomaly_map, vmin, vmax)).save(
+                out / f"{Path(name).stem}_map.png"
+            )
+        (out / "predictions.json").write_text(json.dumps(rows, indent=2))
+        print(f"anomaly maps and predictions.json in {out}")
+    return 1 if failures else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from anomalyops.components.evaluate import as_table, evaluate
+    from anomalyops.components.synthetic import make_synthetic_dataset
+    from anomalyops.components.train import train
+
+    out = Path(args.out)
+    data = (
+        Path(args.data) if args.data else make_synthetic_dataset(Path(tempfile.mkdtemp()) / "parts")
+    )
+    print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
+    result = train(
+        data, out / "model", args.detector, _settings(args), args.calibration_fraction, args.fpr
+    )
+    print(f"image {result.image_threshold.summary()}")
+    metrics = evaluate(out / "model", data, out / "report.html")
+    print(as_table(metrics))
+    print(f"model: {(out / 'model').resolve()}\nreport: {(out / 'report.html').resolve()}")
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", choices=sorted(DETECTORS), default="patchcore")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
+    parser.add_argument("--coreset", type=float, default=0.01, help="PatchCore coreset ratio")
+    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    parser.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.2,
+        help="share of train/good held out to set the threshold",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anomalyops", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="train a detector on good images")
+    fit.add_argument("--data", required=True, help="dataset folder (MVTec AD layout)")
+    fit.add_argument("--out", required=True, help="where to save the model")
+    fit.add_argument(
+        "--on-error",
+        choices=["skip", "raise"],
+        default="skip",
+        help="skip corrupt images with a warning, or stop",
+    )
+    _add_model_options(fit)
+    fit.set_defaults(func=cmd_fit)
+
+    predict = commands.add_parser("predict", help="score images with a trained model")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    predict.add_argument("--out", help="folder for anomaly-map pictures and predictions.json")
+    predict.add_argument("images", nargs="+")
+    predict.set_defaults(func=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="metrics and HTML report on the test split")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--report", help="HTML report path (default MODEL/report.html)")
+    evaluate.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="train and evaluate end to end")
+    demo.add_argument("--data", help="dataset folder; synthetic parts when omitted")
+    demo.add_argument("--out", default="runs/demo")
+    _add_model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from anomalyops.components.backbones import WeightsUnavailableError
+    from anomalyops.components.datasets import DatasetError
+
+    try:
+        return args.func(args)
+    except (DatasetError, WeightsUnavailableError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

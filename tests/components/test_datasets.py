@@ -1,0 +1,83 @@
+import shutil
+
+import numpy as np
+import pytest
+from anomalyops.components.datasets import DatasetError, FolderDataset
+from anomalyops.components.synthetic import make_synthetic_dataset
+from PIL import Image
+
+
+def test_real_weld_layout_pairs_masks_by_stem(weld):
+    dataset = FolderDataset(weld)
+    test = dataset.test_samples()
+    assert len(dataset.train_samples()) == 37
+    assert sum(s.label for s in test) == 93 and len(test) == 121
+    for sample in test:
+        if sample.label:
+            assert sample.mask_path.name == f"{sample.path.stem}_mask.png"
+            assert sample.mask_path.parent.name == sample.defect_type
+
+
+def test_category_without_ground_truth_has_no_pixel_labels(bottle):
+    dataset = FolderDataset(bottle)
+    assert not dataset.has_pixel_labels
+    assert all(s.mask_path is None for s in dataset.test_samples())
+
+
+def test_loaded_masks_match_images(weld_splits):
+    _, test = weld_splits
+    assert test.images.shape[1:] == (256, 256, 3) and test.images.dtype == np.uint8
+    assert test.masks.shape == test.images.shape[:3]
+    assert not test.masks[test.labels == 0].any()
+    assert all(test.masks[i].any() for i in np.flatnonzero(test.labels))
+
+
+@pytest.fixture
+def weld_copy(weld, tmp_path):
+    root = tmp_path / "weld"
+    shutil.copytree(weld, root)
+    return root
+
+
+@pytest.mark.parametrize("damage", ["zero", "truncated", "garbage"])
+def test_corrupt_image_raises_or_is_skipped(weld_copy, damage):
+    victim = sorted((weld_copy / "train" / "good").glob("*.png"))[3]
+    data = victim.read_bytes()
+    victim.write_bytes(
+        {"zero": b"", "truncated": data[: len(data) // 3], "garbage": b"\x89PNGxx"}[damage]
+    )
+    dataset = FolderDataset(weld_copy)
+    with pytest.raises(DatasetError, match=victim.name):
+        dataset.load_train((64, 64), on_error="raise", progress=False)
+    split = dataset.load_train((64, 64), on_error="skip", progress=False)
+    assert len(split.images) == 36 and victim.name in split.skipped[0]
+    assert str(victim) not in split.paths
+
+
+def test_mask_size_mismatch_names_both_files(weld_copy):
+    mask = next((weld_copy / "ground_truth").rglob("*_mask.png"))
+    Image.new("L", (7, 7)).save(mask)
+    with pytest.raises(DatasetError) as error:
+        FolderDataset(weld_copy).load_test((64, 64), progress=False)
+    assert mask.name in str(error.value) and mask.name.replace("_mask", "") in str(error.value)
+
+
+def test_missing_train_folder_is_named(tmp_path):
+    with pytest.raises(DatasetError, match="train/good"):
+        FolderDataset(tmp_path)
+
+
+def test_content_hash_changes_with_a_pixel(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "d", train=3, test_good=1, test_defect=1, size=32)
+    before = FolderDataset(root).content_hash()
+    path = root / "train" / "good" / "000.png"
+    pixels = np.asarray(Image.open(path)).copy()
+    pixels[0, 0, 0] ^= 1
+    Image.fromarray(pixels).save(path)
+    assert FolderDataset(root).content_hash() != before
+
+
+def test_synthetic_defects_have_masks(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "d", train=2, test_good=1, test_defect=2, size=64)
+    test = FolderDataset(root).load_test((64, 64), progress=False)
+    assert test.labels.sum() == 4 and all(test.masks[test.labels == 1].reshape(4, -1).any(1))

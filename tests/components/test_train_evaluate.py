@@ -1,0 +1,34 @@
+import json
+
+import pytest
+from anomalyops.components.evaluate import evaluate
+from anomalyops.components.train import load_trained, split_holdout, train
+
+
+@pytest.fixture(scope="module")
+def trained(weld, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    return train(weld, out, "patchcore", progress=False)
+
+
+def test_holdout_is_disjoint_and_complete():
+    fit, held = split_holdout(37, 0.2, seed=0)
+    assert len(held) == 7 and set(fit).isdisjoint(held) and len(fit) + len(held) == 37
+
+
+def test_train_writes_model_thresholds_and_lineage(trained):
+    model_dir = trained.model_dir
+    detector, thresholds = load_trained(model_dir)
+    assert thresholds["image"]["n_good"] == 7 and not thresholds["image"]["guaranteed"]
+    summary = json.loads((model_dir / "training.json").read_text())
+    assert len(summary["dataset_sha256"]) == 64 and summary["train_images"] == 30
+    assert detector.fitted
+
+
+def test_evaluate_reports_metrics_and_html(trained, weld, tmp_path):
+    report = tmp_path / "report.html"
+    metrics = evaluate(trained.model_dir, weld, report, progress=False)
+    assert metrics["image_auroc"] > 0.9 and metrics["pixel_auroc"] > 0.8
+    assert 0 < metrics["aupro"] <= 1
+    text = report.read_text()
+    assert "image_auroc" in text and text.count("data:image/png;base64") >= 10
