@@ -1,0 +1,450 @@
+"""The register step: log a trained detector to MLflow and gate its promotion to champion.
+
+One registered model per product variant; aliases `champion` (what serves) and
+`challenger` (the newest candidate). A version is created only after every artifact is
+logged and checked, and `champion` moves last, so a failure part-way leaves no
+half-registered version and the champion untouched.
+
+Promotion rule ("at least as good", on the same evaluation set only):
+  1. higher image AUROC wins (differences below 1e-9 count as equal);
+  2. on equal AUROC, the lower (or equal) false-positive rate at the calibrated threshold wins.
+If the champion was evaluated on a different set (different test-split hash), the new
+version is not promoted: the numbers are not comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from anomalyops.components.datasets import IMAGE_SUFFIXES, FolderDataset
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+AUROC_EPS = 1e-9
+LOCK_PREFIX = "_lock."  # registered models used as per-variant locks (see `_variant_lock`)
+LOCK_STALE_S = 300.0
+# Error codes that a retry can cure; anything else (bad input, missing model) fails at once.
+TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
+class RegistryError(RuntimeError):
+    """Registration failed; the message says at which stage and why."""
+
+
+@dataclass
+class Decision:
+    variant: str
+    version: str
+    run_id: str
+    promoted: bool
+    reason: str
+    champion: str  # version that is champion after this registration
+    model_uri: str
+    tracking_uri: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- local server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalServer:
+    """`mlflow server` on 127.0.0.1 with a SQLite store and a local artifact folder."""
+
+    def __init__(self, root: str | Path, port: int | None = None) -> None:
+        self.root = Path(root)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> LocalServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        mlflow = Path(sys.executable).with_name("mlflow")
+        command = [str(mlflow) if mlflow.exists() else "mlflow", "server",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                   "--backend-store-uri", f"sqlite:///{(self.root / 'mlflow.db').resolve()}",
+                   "--artifacts-destination", str((self.root / "artifacts").resolve())]  # fmt: skip
+        env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        log_file = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
+                raise RegistryError(f"mlflow server exited with {self.process.returncode}:\n{tail}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return self
+            time.sleep(0.5)
+        self.stop()
+        raise RegistryError(f"mlflow server on {self.uri} not healthy after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server and its workers (its own process group only)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def __enter__(self) -> LocalServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def start_local_server(root: str | Path | None = None, port: int | None = None) -> Iterator[str]:
+    """Run a local MLflow server for the block; yields its tracking URI."""
+    server = LocalServer(root or tempfile.mkdtemp(prefix="mlflow-"), port).start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- retries
+
+
+def is_transient(error: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, MlflowException):
+        code = getattr(error, "error_code", "")
+        text = str(error)
+        return code in TRANSIENT_CODES or "failed with exception" in text or "database is" in text
+    return isinstance(error, OSError | ConnectionError | TimeoutError)
+
+
+def with_retries(what: str, call: Callable[[], T], attempts: int = 4, backoff: float = 0.5) -> T:
+    """Call, retrying transient server errors with exponential backoff, then fail clearly."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if attempt == attempts:
+                raise RegistryError(
+                    f"{what}: tracking server still failing after {attempts} attempts: "
+                    f"{str(error).splitlines()[0][:300]}"
+                ) from error
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("%s failed (%s); retry %d in %.1f s", what, error, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- promotion rule
+
+
+def evaluation_set_hash(data: str | Path) -> str:
+    """sha256 over the test split's images and masks: what metrics were measured on."""
+    root = FolderDataset(data).root
+    digest = hashlib.sha256()
+    for folder in (root / "test", root / "ground_truth"):
+        if not folder.is_dir():
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def compare(new: dict, champion: dict) -> tuple[bool, str]:
+    """(new is at least as good as champion, why), by image AUROC then false-positive rate."""
+    new_auc, old_auc = _number(new.get("image_auroc")), _number(champion.get("image_auroc"))
+    if new_auc is None:
+        return False, "new version has no image_auroc"
+    if old_auc is None:
+        return True, "champion has no image_auroc"
+    if new_auc > old_auc + AUROC_EPS:
+        return True, f"image_auroc {new_auc:.4f} > champion's {old_auc:.4f}"
+    if new_auc < old_auc - AUROC_EPS:
+        return False, f"image_auroc {new_auc:.4f} < champion's {old_auc:.4f}"
+    new_fpr, old_fpr = (
+        _number(new.get("false_positive_rate")),
+        _number(champion.get("false_positive_rate")),
+    )
+    if new_fpr is None or old_fpr is None or new_fpr <= old_fpr:
+        return (
+            True,
+            f"image_auroc equal ({new_auc:.4f}), false_positive_rate {new_fpr} <= {old_fpr}",
+        )
+    return False, f"image_auroc equal ({new_auc:.4f}), false_positive_rate {new_fpr} > {old_fpr}"
+
+
+# ---------------------------------------------------------------- register
+
+
+def _client(tracking_uri: str):
+    # Our retries, not MLflow's (its default waits minutes on a dead server).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _error_code(error: Exception) -> str:
+    return getattr(error, "error_code", "")
+
+
+def _champion(client, name: str):
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except Exception as error:
+        if _error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+@contextlib.contextmanager
+def _variant_lock(client, variant: str, timeout: float = 120.0) -> Iterator[None]:
+    """Serialise promotions of one variant across processes and machines.
+
+    Creating a registered model is atomic in every MLflow store (unique name), so a
+    `_lock.<variant>` model is the lock; a lock older than LOCK_STALE_S is broken.
+    """
+    name, owner = f"{LOCK_PREFIX}{variant}", uuid.uuid4().hex
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_registered_model(name, tags={"owner": owner, "since": str(time.time())})
+            break
+        except Exception as error:
+            if _error_code(error) != "RESOURCE_ALREADY_EXISTS" and not is_transient(error):
+                raise
+            with contextlib.suppress(Exception):
+                since = float(client.get_registered_model(name).tags.get("since", "inf"))
+                if time.time() - since > LOCK_STALE_S:
+                    log.warning("breaking stale registry lock %s", name)
+                    client.delete_registered_model(name)
+            if time.monotonic() > deadline:
+                raise RegistryError(f"registry lock {name} held for over {timeout:.0f} s") from None
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            if client.get_registered_model(name).tags.get("owner") == owner:
+                client.delete_registered_model(name)
+
+
+def _flat_params(model_dir: Path, params: dict | None) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for file in ("detector.json", "training.json"):
+        path = model_dir / file
+        if path.is_file():
+            for key, value in json.loads(path.read_text()).items():
+                if not isinstance(value, list | dict) or key == "settings":
+                    flat[key] = json.dumps(value) if isinstance(value, dict) else str(value)
+    flat.update({k: str(v) for k, v in (params or {}).items()})
+    return {k[:250]: v[:6000] for k, v in flat.items()}
+
+
+def register(
+    model_dir: str | Path,
+    metrics: dict[str, Any],
+    variant: str,
+    tracking_uri: str,
+    reports: Sequence[str | Path] = (),
+    eval_dataset_sha256: str | None = None,
+    params: dict[str, Any] | None = None,
+    attempts: int = 4,
+    backoff: float = 0.5,
+    on_stage: Callable[[str], None] | None = None,
+) -> Decision:
+    """Log, register and gate one trained model; returns whether it became champion and why.
+
+    `reports` are files or folders logged under `reports/` (validation, evaluation, maps).
+    `on_stage` is called with each stage name (progress, and fault-injection in tests).
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "detector.json").is_file():
+        raise RegistryError(f"{model_dir}: no detector.json; not a trained model folder")
+    client = _client(tracking_uri)
+    stage = on_stage or (lambda _name: None)
+
+    def retry(what: str, call: Callable[[], T]) -> T:
+        return with_retries(what, call, attempts, backoff)
+
+    training = json.loads((model_dir / "training.json").read_text())
+    numeric = {
+        k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and v is not None
+    }
+    experiment_name = f"anomalyops/{variant}"
+
+    def experiment_id() -> str:
+        found = client.get_experiment_by_name(experiment_name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(experiment_name)
+        except Exception as error:  # a concurrent registration created it first
+            if _error_code(error) == "RESOURCE_ALREADY_EXISTS":
+                return client.get_experiment_by_name(experiment_name).experiment_id
+            raise
+
+    run = retry("create run", lambda: client.create_run(retry("experiment", experiment_id)))
+    run_id = run.info.run_id
+    stage("run_created")
+    try:
+        tags = {
+            "variant": variant,
+            "dataset_sha256": str(training.get("dataset_sha256", "")),
+            "eval_dataset_sha256": eval_dataset_sha256 or "",
+        }
+        retry(
+            "log params",
+            lambda: _log_batch(client, run_id, _flat_params(model_dir, params), numeric, tags),
+        )
+        stage("params_logged")
+        retry("log model", lambda: client.log_artifacts(run_id, str(model_dir), "model"))
+        for report in reports:
+            report = Path(report)
+            if report.is_dir():
+                retry(
+                    f"log {report}",
+                    lambda r=report: client.log_artifacts(run_id, str(r), f"reports/{r.name}"),
+                )
+            elif report.is_file():
+                retry(
+                    f"log {report}", lambda r=report: client.log_artifact(run_id, str(r), "reports")
+                )
+            else:
+                raise RegistryError(f"report {report} does not exist")
+        stage("artifacts_logged")
+        _check_artifacts(client, run_id, model_dir, retry)
+        stage("artifacts_checked")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.set_terminated(run_id, "FAILED")
+        raise
+    retry("finish run", lambda: client.set_terminated(run_id, "FINISHED"))
+
+    # Only now does a version exist; everything it points at is in place.
+    def ensure_model() -> None:
+        try:
+            client.create_registered_model(variant, description=f"anomaly detector for {variant}")
+        except Exception as error:
+            if _error_code(error) != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    retry("create registered model", ensure_model)
+    version_tags = tags | {k: str(v) for k, v in numeric.items()}
+    source = f"{run.info.artifact_uri}/model"
+    version = retry(
+        "create model version",
+        lambda: client.create_model_version(variant, source, run_id, tags=version_tags),
+    ).version
+    stage("version_created")
+    try:
+        with _variant_lock(client, variant):
+            retry(
+                "set challenger",
+                lambda: client.set_registered_model_alias(variant, CHALLENGER, version),
+            )
+            promoted, reason, champion = _gate(
+                client, variant, version, numeric, eval_dataset_sha256, retry
+            )
+    except BaseException as error:
+        # Leave no half-registered version behind (best effort: the server may be gone).
+        with contextlib.suppress(Exception):
+            client.delete_model_version(variant, version)
+        raise RegistryError(f"registering {variant} version {version} failed: {error}") from error
+    stage("done")
+    log.info("%s v%s: %s (%s)", variant, version, "champion" if promoted else "challenger", reason)
+    return Decision(variant, str(version), run_id, promoted, reason, str(champion),
+                    f"models:/{variant}/{version}", tracking_uri)  # fmt: skip
+
+
+def _log_batch(client, run_id: str, params: dict, metrics: dict, tags: dict) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+
+
+def _check_artifacts(client, run_id: str, model_dir: Path, retry) -> None:
+    """Every file of the model folder is in the run's artifacts, with its size."""
+    logged = {
+        f.path.removeprefix("model/"): f.file_size
+        for f in retry("list artifacts", lambda: client.list_artifacts(run_id, "model"))
+    }
+    for path in model_dir.iterdir():
+        if path.is_file() and logged.get(path.name) != path.stat().st_size:
+            raise RegistryError(f"artifact model/{path.name} missing or incomplete in run {run_id}")
+
+
+def _gate(client, variant, version, metrics, eval_hash, retry) -> tuple[bool, str, str]:
+    """Decide and, if earned, move `champion` (called under the variant lock)."""
+    current = retry("read champion", lambda: _champion(client, variant))
+    if current is None:
+        promoted, reason = True, "first version of this variant"
+    elif eval_hash and current.tags.get("eval_dataset_sha256") != eval_hash:
+        promoted = False
+        reason = (
+            f"champion v{current.version} was evaluated on a different evaluation set "
+            f"({current.tags.get('eval_dataset_sha256', '?')[:12]} vs {eval_hash[:12]}); "
+            "metrics are not comparable"
+        )
+    elif not eval_hash:
+        promoted, reason = False, "no evaluation-set hash given; cannot compare with champion"
+    else:
+        promoted, reason = compare(metrics, current.tags)
+        reason = f"{reason} (champion v{current.version})"
+    if promoted:
+        retry("set champion", lambda: client.set_registered_model_alias(variant, CHAMPION, version))
+        return True, reason, str(version)
+    return False, reason, str(current.version) if current else ""
