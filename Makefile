@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha25
 DATA ?=
 OUT ?= runs/demo
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean triton-venv
 
 venv: $(STAMP)
 
@@ -25,7 +25,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) lint
+# Triton (bundled in nvidia-pytriton, numpy<2) gets its own environment; tests start it.
+TRITON_VENV ?= .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.installed-$(shell sha256sum requirements-triton.lock | cut -c1-12)
+
+triton-venv: $(TRITON_STAMP)
+
+$(TRITON_STAMP): requirements-triton.lock
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet -r requirements-triton.lock
+	rm -f $(TRITON_VENV)/.installed-* && touch $@
+
+test: $(STAMP) $(TRITON_STAMP) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from anomalyops.components.backbones import BACKBONES
 from anomalyops.components.detectors import DETECTORS
+from anomalyops.pipelines import serving_commands
 
 log = logging.getLogger("anomalyops")
 
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo")
     _add_model_options(demo)
     demo.set_defaults(func=cmd_demo)
+    serving_commands.add_serve(commands)
+    serving_commands.add_infer(commands)
+    serving_commands.add_export(commands)
     return parser
 
 

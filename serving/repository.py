@@ -1,0 +1,137 @@
+"""Build a versioned Triton model repository from exported model directories.
+
+One Triton model per product variant; each build adds a new integer version folder, so
+a rollback is a repository change, not a rebuild. Two flavours of the same model.onnx:
+
+- `onnxruntime`: Triton's onnxruntime backend on GPU nodes, optional TensorRT.
+- `python`: the python backend running onnxruntime on the CPU (serving/python_backend.py),
+  what the bundled local Triton can run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from anomalyops.serving.contract import CONTRACT_FILE, ModelContract, load_contract
+
+Flavour = Literal["onnxruntime", "python"]
+FLAVOURS: tuple[str, ...] = ("onnxruntime", "python")
+PYTHON_MODEL = Path(__file__).with_name("python_backend.py")
+
+
+def _dims(values: tuple[int, ...] | list[int]) -> str:
+    return "[ " + ", ".join(str(v) for v in values) + " ]"
+
+
+def model_config(
+    name: str,
+    contract: ModelContract,
+    flavour: Flavour,
+    max_batch_size: int = 32,
+    tensorrt: bool = False,
+    queue_delay_us: int = 2000,
+    instances: int = 1,
+) -> str:
+    """config.pbtxt text for one variant."""
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    if tensorrt and flavour != "onnxruntime":
+        raise ValueError("tensorrt is only available with the onnxruntime flavour")
+    height, width, channels = contract.height, contract.width, contract.channels
+    lines = [f'name: "{name}"']
+    if flavour == "onnxruntime":
+        lines += ['platform: "onnxruntime_onnx"', 'default_model_filename: "model.onnx"']
+        score = 'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } },'
+        kind = "KIND_GPU"
+    else:
+        lines.append('backend: "python"')
+        score = 'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] },'
+        kind = "KIND_CPU"
+    lines += [
+        f"max_batch_size: {max_batch_size}",
+        "version_policy: { latest: { num_versions: 1 } }",
+        "input [",
+        f'  {{ name: "image" data_type: TYPE_UINT8 dims: {_dims((height, width, channels))} }}',
+        "]",
+        score,
+        f'  {{ name: "anomaly_map" data_type: TYPE_FP32 dims: {_dims((1, height, width))} }}',
+        "]",
+        f"instance_group [ {{ count: {instances} kind: {kind} }} ]",
+        f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}",
+    ]
+    if tensorrt:
+        lines += [
+            "optimization { execution_accelerators { gpu_execution_accelerator: [ {",
+            '  name: "tensorrt"',
+            '  parameters { key: "precision_mode" value: "FP16" }',
+            '  parameters { key: "max_workspace_size_bytes" value: "4294967296" }',
+            "} ] } }",
+        ]
+    if flavour == "python":
+        lines.append('parameters { key: "intra_op_threads" value: { string_value: "0" } }')
+    # Thresholds ride along so a plant client can label without model.json (still not in
+    # the graph: a request may override them).
+    for key, value in (("image", contract.image_threshold), ("pixel", contract.pixel_threshold)):
+        lines.append(
+            f'parameters {{ key: "{key}_threshold" value: {{ string_value: "{value!r}" }} }}'
+        )
+    lines += [
+        "model_warmup [ {",
+        '  name: "zeros" batch_size: 1',
+        '  inputs { key: "image" value: { data_type: TYPE_UINT8 '
+        f"dims: {_dims((height, width, channels))} zero_data: true }} }}",
+        "} ]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def next_version(model_dir: Path) -> int:
+    """One more than the highest integer version folder already there (1 when none)."""
+    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def add_model(
+    repository: str | Path,
+    name: str,
+    export_dir: str | Path,
+    flavour: Flavour = "python",
+    **config: object,
+) -> Path:
+    """Copy one exported model into `repository/name/<next version>/`; returns that folder."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"invalid Triton model name {name!r}")
+    export_dir = Path(export_dir)
+    contract = load_contract(export_dir)
+    onnx_file = export_dir / contract.onnx["file"]
+    if not onnx_file.is_file():
+        raise FileNotFoundError(f"{onnx_file}: missing (named by {export_dir / CONTRACT_FILE})")
+    model_dir = Path(repository) / name
+    version_dir = model_dir / str(next_version(model_dir))
+    version_dir.mkdir(parents=True)
+    for source in sorted(export_dir.glob("model.onnx*")):
+        shutil.copy2(source, version_dir / source.name)
+    shutil.copy2(export_dir / CONTRACT_FILE, version_dir / CONTRACT_FILE)
+    if flavour == "python":
+        shutil.copy2(PYTHON_MODEL, version_dir / "model.py")
+    (model_dir / "config.pbtxt").write_text(model_config(name, contract, flavour, **config))
+    shutil.copy2(export_dir / CONTRACT_FILE, model_dir / CONTRACT_FILE)  # latest, for readers
+    return version_dir
+
+
+def build_repository(
+    repository: str | Path,
+    exports: Mapping[str, str | Path],
+    flavour: Flavour = "python",
+    **config: object,
+) -> Path:
+    """Add every `variant -> exported dir` as its own model; returns the repository path."""
+    if not exports:
+        raise ValueError("build_repository: no exported models given")
+    repository = Path(repository)
+    for name, export_dir in exports.items():
+        add_model(repository, name, export_dir, flavour, **config)
+    return repository
