@@ -1,4 +1,4 @@
-"""CLI commands `serve`, `infer` and `export` (serving and the export step; registered in cli.py)."""
+"""CLI commands `serve`, `infer` and `export`; registered in cli.py."""
 
 from __future__ import annotations
 

@@ -44,7 +44,11 @@ def model_config(
     lines = [f'name: "{name}"']
     if flavour == "onnxruntime":
         lines += ['platform: "onnxruntime_onnx"', 'default_model_filename: "model.onnx"']
-        score = 'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } },'
+        # ONNX gives score as [N]; batched Triton outputs need a dim: exposed as N×1.
+        score = (
+            'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ]'
+            " reshape: { shape: [ ] } },"
+        )
         kind = "KIND_GPU"
     else:
         lines.append('backend: "python"')

@@ -38,8 +38,9 @@ def _venv_facts(venv: Path) -> dict[str, str]:
             f"{python}: missing; create the Triton environment with `make triton-venv`"
         )
     code = (
-        "import json, sys, sysconfig; print(json.dumps({'site': sysconfig.get_paths()['purelib'],"
-        " 'libdir': sysconfig.get_config_var('LIBDIR'), 'version': '%d.%d' % sys.version_info[:2]}))"
+        "import json, sys, sysconfig; print(json.dumps({"
+        "'site': sysconfig.get_paths()['purelib'], 'libdir': sysconfig.get_config_var('LIBDIR'),"
+        " 'version': '%d.%d' % sys.version_info[:2]}))"
     )
     return json.loads(subprocess.run([python, "-c", code], capture_output=True, check=True).stdout)
 
