@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
 from PIL import Image
 from tqdm.auto import tqdm
+
+from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.detectors import Detector, create, load_detector
 from anomalyops.components.thresholds import Calibration, calibrate

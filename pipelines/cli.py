@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from anomalyops.components.backbones import BACKBONES
 from anomalyops.components.detectors import DETECTORS
 from anomalyops.pipelines import serving_commands
@@ -19,7 +20,7 @@ log = logging.getLogger("anomalyops")
 
 def _settings(args: argparse.Namespace) -> dict:
     settings = {"backbone": args.backbone, "input_size": (args.size, args.size)}
-    if args.detector == "patchcore":
+    if args.detector == "patchcore" and args.coreset is not None:
         settings["coreset_ratio"] = args.coreset
     return settings
 
@@ -116,7 +117,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=sorted(DETECTORS), default="patchcore")
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
     parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
-    parser.add_argument("--coreset", type=float, default=0.01, help="PatchCore coreset ratio")
+    parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     parser.add_argument(
         "--calibration-fraction",

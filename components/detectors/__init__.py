@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors.torch import load_file
+
 from anomalyops.components.detectors.base import CONFIG_FILE, WEIGHTS_FILE, Detector, Prediction
 from anomalyops.components.detectors.padim.detector import PaDiM
 from anomalyops.components.detectors.patchcore.detector import PatchCore
-from safetensors.torch import load_file
 
 DETECTORS: dict[str, type[Detector]] = {cls.kind: cls for cls in (PatchCore, PaDiM)}
 

@@ -15,10 +15,11 @@ from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import torch
-from anomalyops.components.backbones import Backbone
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
+
+from anomalyops.components.backbones import Backbone
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "detector.json"

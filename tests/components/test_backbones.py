@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from anomalyops.components.backbones import BACKBONES, Backbone, WeightsUnavailableError, get_spec
 
 

@@ -1,4 +1,5 @@
 import torch
+
 from anomalyops.components.sampler import greedy_coreset
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from anomalyops.components.thresholds import calibrate, clopper_pearson_upper
 from scipy.stats import beta
+
+from anomalyops.components.thresholds import calibrate, clopper_pearson_upper
 
 
 def test_false_positive_rate_on_new_good_images_meets_target(rng):

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from anomalyops.components.evaluate import evaluate
 from anomalyops.components.train import load_trained, split_holdout, train
 

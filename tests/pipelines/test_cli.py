@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from anomalyops.pipelines.cli import main
 
 

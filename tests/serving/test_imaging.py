@@ -2,8 +2,9 @@ import io
 
 import numpy as np
 import pytest
-from anomalyops.serving.imaging import MAX_PIXELS, ImageDecodeError, decode_image, load_image
 from PIL import Image
+
+from anomalyops.serving.imaging import MAX_PIXELS, ImageDecodeError, decode_image, load_image
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:

@@ -7,6 +7,7 @@ from typing import Self
 
 import numpy as np
 import torch
+
 from anomalyops.components.backbones import Backbone
 from anomalyops.components.detectors.base import Detector, DetectorConfig, batches
 from anomalyops.components.detectors.padim.torch_model import PaDiMModel
@@ -34,21 +35,23 @@ class PaDiM(Detector):
         self.check_images(images)
         if len(images) < 2:
             raise ValueError("PaDiM needs at least 2 good images to estimate a covariance")
-        total, outer, count = None, None, 0
+        # Sums of shifted features in float32: shifting by the first batch's mean keeps
+        # the covariance free of cancellation without float64's cost.
+        shift, total, outer, count = None, 0, 0, 0
         for batch in batches(images, 8, "extract features", progress):
-            embedding = self.model.embed(batch).double()
+            embedding = self.model.embed(batch)
             n, d, h, w = embedding.shape
             x = embedding.reshape(n, d, h * w).permute(2, 0, 1)  # P×n×d
-            total = x.sum(1) if total is None else total + x.sum(1)
-            products = torch.bmm(x.transpose(1, 2), x)
-            outer = products if outer is None else outer + products
+            if shift is None:
+                shift = x.mean(1, keepdim=True)
+            x = x - shift
+            total = total + x.sum(1)
+            outer = outer + torch.bmm(x.transpose(1, 2), x)
             count += n
         mean = total / count
         covariance = (outer - count * mean.unsqueeze(2) * mean.unsqueeze(1)) / (count - 1)
-        covariance += self.config.regularisation * torch.eye(
-            covariance.shape[-1], dtype=torch.float64
-        )
-        self.model.mean = mean.float()
-        self.model.inv_covariance = torch.linalg.inv(covariance).float()
+        covariance += self.config.regularisation * torch.eye(covariance.shape[-1])
+        self.model.mean = mean + shift[:, 0]
+        self.model.inv_covariance = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
         self.fitted = True
         return self

@@ -8,6 +8,7 @@ from typing import Self
 import faiss
 import numpy as np
 import torch
+
 from anomalyops.components.backbones import Backbone
 from anomalyops.components.detectors.base import (
     Detector,
@@ -21,7 +22,7 @@ from anomalyops.components.sampler import greedy_coreset
 
 @dataclass
 class PatchCoreConfig(DetectorConfig):
-    coreset_ratio: float = 0.1
+    coreset_ratio: float = 0.01  # 10 % scores no better here and searches 10x slower
     projection_dim: int = 64
     coreset_chunk: int = 8192
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from anomalyops.components.backbones import Backbone
 from anomalyops.components.detectors.anomaly_map import AnomalyMap
 from anomalyops.components.detectors.base import InferenceOutput
-from torch import nn
 
 
 class PatchCoreModel(nn.Module):

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
+
 from anomalyops.components.detectors import create, load_detector
 from anomalyops.components.metrics import auroc
 
 # Floors sit below the measured values (README table) with room for run-to-run noise.
-FLOORS = {"patchcore": 0.93, "padim": 0.85}
+FLOORS = {"patchcore": 0.93, "padim": 0.80}
 
 
 @pytest.fixture(scope="module", params=sorted(FLOORS))
