@@ -1,0 +1,39 @@
+"""Train step: fit and calibrate a detector (anomalyops.components.train) as a component."""
+
+import json
+
+from kfp.dsl import Dataset, Input, Model, Output
+
+from anomalyops.components.steps import component
+from anomalyops.components.train import TrainResult, train
+
+
+def train_step(
+    data: str, model_dir: str, detector: str, settings_json: str, target_fpr: float
+) -> TrainResult:
+    """Train on DATA into MODEL_DIR; settings arrive as JSON because KFP passes strings."""
+    settings = json.loads(settings_json or "{}")
+    if "input_size" in settings:
+        settings["input_size"] = tuple(settings["input_size"])
+    return train(data, model_dir, detector, settings, target_fpr=target_fpr, progress=False)
+
+
+@component
+def train_component(
+    dataset: Input[Dataset],
+    detector: str,
+    settings_json: str,
+    target_fpr: float,
+    model: Output[Model],
+):
+    """Train on the validated dataset's folder; the Model artifact is the model directory."""
+    from anomalyops.components.steps.train import train_step
+
+    result = train_step(dataset.metadata["root"], model.path, detector, settings_json, target_fpr)
+    model.metadata.update(
+        {
+            "detector": detector,
+            "dataset_sha256": result.summary["dataset_sha256"],
+            "image_threshold": float(result.image_threshold.threshold),
+        }
+    )

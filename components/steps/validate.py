@@ -1,0 +1,56 @@
+"""Validate step: good-image checks (see anomalyops.components.validate) as a component."""
+
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
+from pathlib import Path
+
+from kfp.dsl import HTML, Dataset, Output
+
+from anomalyops.components.steps import component
+from anomalyops.components.validate import ValidationReport, validate
+
+
+def validate_step(
+    data: str,
+    manifest_path: str,
+    report_path: str,
+    min_images: int = 10,
+    require_uniform_size: bool = False,
+) -> ValidationReport:
+    """Validate DATA; write the JSON manifest and the HTML report where KFP wants them.
+
+    Reports are written before a hard failure is raised, so a failed run still shows why.
+    """
+    workdir = Path(manifest_path).parent / "validation"
+    try:
+        report = validate(data, workdir, min_images, require_uniform_size)
+    finally:
+        for source, target in (
+            ("validation.json", manifest_path),
+            ("validation.html", report_path),
+        ):
+            if (workdir / source).is_file():
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                Path(target).write_bytes((workdir / source).read_bytes())
+    return report
+
+
+@component
+def validate_component(
+    data: str,
+    min_images: int,
+    require_uniform_size: bool,
+    dataset: Output[Dataset],
+    report: Output[HTML],
+):
+    """Check DATA's good images; the Dataset artifact is the manifest, naming the folder."""
+    from anomalyops.components.steps.validate import validate_step
+
+    result = validate_step(data, dataset.path, report.path, min_images, require_uniform_size)
+    dataset.metadata.update(
+        {
+            "root": result.root,
+            "sha256": result.dataset_sha256,
+            "images": result.images,
+            "warnings": [f.check for f in result.warnings],
+        }
+    )

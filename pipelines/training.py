@@ -1,0 +1,98 @@
+"""The training pipeline: validate → train → evaluate → register, locally or on Kubeflow.
+
+Locally it runs with `kfp.local` in subprocesses of this interpreter (no Docker, no
+Kubernetes); on a cluster the same definition is submitted with `kfp.Client`, and the
+compiled YAML beside this file is what a cluster operator can upload by hand.
+"""
+
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kfp import dsl
+
+from anomalyops.components.steps.evaluate import evaluate_component
+from anomalyops.components.steps.register import register_component
+from anomalyops.components.steps.train import train_component
+from anomalyops.components.steps.validate import validate_component
+
+PIPELINE_NAME = "anomalyops-training"
+COMPILED = Path(__file__).with_name("training.yaml")
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="validate, train, evaluate and register a detector")
+def training_pipeline(
+    data: str,
+    variant: str,
+    tracking_uri: str,
+    detector: str = "patchcore",
+    settings_json: str = "{}",
+    target_fpr: float = 0.01,
+    min_images: int = 10,
+    require_uniform_size: bool = False,
+) -> str:
+    validated = validate_component(
+        data=data, min_images=min_images, require_uniform_size=require_uniform_size
+    ).set_display_name("validate")
+    trained = train_component(
+        dataset=validated.outputs["dataset"],
+        detector=detector,
+        settings_json=settings_json,
+        target_fpr=target_fpr,
+    ).set_display_name("train")
+    evaluated = evaluate_component(
+        model=trained.outputs["model"], dataset=validated.outputs["dataset"]
+    ).set_display_name("evaluate")
+    registered = register_component(
+        model=trained.outputs["model"],
+        metrics=evaluated.outputs["metrics"],
+        evaluation_report=evaluated.outputs["report"],
+        maps=evaluated.outputs["maps"],
+        validation=validated.outputs["dataset"],
+        validation_report=validated.outputs["report"],
+        variant=variant,
+        tracking_uri=tracking_uri,
+    ).set_display_name("register")
+    # The data folder and the registry change outside KFP's view: never reuse old results.
+    for task in (validated, trained, evaluated, registered):
+        task.set_caching_options(False)
+    return registered.output
+
+
+def compile_pipeline(path: str | Path = COMPILED) -> Path:
+    """Write the pipeline as KFP YAML (IR); the committed copy must match this output."""
+    from kfp import compiler
+
+    compiler.Compiler().compile(training_pipeline, str(path))
+    return Path(path)
+
+
+@dataclass
+class LocalRun:
+    decision: dict
+    outputs: Path  # kfp.local pipeline root: every step's artifacts
+    seconds: float
+
+
+def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
+    """Run the pipeline in subprocesses of this interpreter; raises if any step fails."""
+    from kfp import local
+
+    pipeline_root = Path(pipeline_root).resolve()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    started = time.perf_counter()
+    task = training_pipeline(**arguments)
+    return LocalRun(json.loads(task.output), pipeline_root, time.perf_counter() - started)
+
+
+def submit(arguments: dict, host: str, experiment: str = "anomalyops") -> str:
+    """Submit to a Kubeflow Pipelines endpoint; returns the run id."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    run = client.create_run_from_pipeline_func(
+        training_pipeline, arguments=arguments, experiment_name=experiment
+    )
+    return run.run_id
