@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 DATA ?=
 OUT ?= runs/demo
+VARIANT ?= demo
 
 .PHONY: venv demo test lint bench clean triton-venv
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
-	$(BIN)/anomalyops demo --out $(OUT) $(if $(DATA),--data $(DATA))
+	$(BIN)/anomalyops pipeline run training --variant $(VARIANT) --out $(OUT) $(if $(DATA),--data $(DATA))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ compiled YAML beside this file is what a cluster operator can upload by hand.
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,16 +36,16 @@ def training_pipeline(
 ) -> str:
     validated = validate_component(
         data=data, min_images=min_images, require_uniform_size=require_uniform_size
-    ).set_display_name("validate")
+    )
     trained = train_component(
         dataset=validated.outputs["dataset"],
         detector=detector,
         settings_json=settings_json,
         target_fpr=target_fpr,
-    ).set_display_name("train")
+    )
     evaluated = evaluate_component(
         model=trained.outputs["model"], dataset=validated.outputs["dataset"]
-    ).set_display_name("evaluate")
+    )
     registered = register_component(
         model=trained.outputs["model"],
         metrics=evaluated.outputs["metrics"],
@@ -54,7 +55,7 @@ def training_pipeline(
         validation_report=validated.outputs["report"],
         variant=variant,
         tracking_uri=tracking_uri,
-    ).set_display_name("register")
+    )
     # The data folder and the registry change outside KFP's view: never reuse old results.
     for task in (validated, trained, evaluated, registered):
         task.set_caching_options(False)
@@ -72,19 +73,29 @@ def compile_pipeline(path: str | Path = COMPILED) -> Path:
 @dataclass
 class LocalRun:
     decision: dict
-    outputs: Path  # kfp.local pipeline root: every step's artifacts
+    run_dir: Path  # this run's folder under the kfp.local pipeline root: every step's artifacts
     seconds: float
+
+
+def latest_run(pipeline_root: str | Path) -> Path | None:
+    """The newest run folder under a kfp.local pipeline root (kfp names them by time)."""
+    root = Path(pipeline_root)
+    runs = sorted(p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()) if root.is_dir() else []
+    return runs[-1] if runs else None
 
 
 def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
     """Run the pipeline in subprocesses of this interpreter; raises if any step fails."""
     from kfp import local
 
+    # The steps run in this interpreter, which has the package IMAGE would provide.
+    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
     pipeline_root = Path(pipeline_root).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     started = time.perf_counter()
     task = training_pipeline(**arguments)
-    return LocalRun(json.loads(task.output), pipeline_root, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return LocalRun(json.loads(task.output), latest_run(pipeline_root), seconds)
 
 
 def submit(arguments: dict, host: str, experiment: str = "anomalyops") -> str:

@@ -1,0 +1,144 @@
+"""`anomalyops pipeline run training|compile`: the CLI side of pipelines/training.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PIPELINE_NAMES = ("training",)
+
+
+def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str) -> dict:
+    from anomalyops.pipelines.cli import _settings
+
+    settings = _settings(args)
+    return {
+        "data": str(data),
+        "variant": args.variant,
+        "tracking_uri": tracking_uri,
+        "detector": args.detector,
+        "settings_json": json.dumps(settings),
+        "target_fpr": args.fpr,
+        "min_images": args.min_images,
+        "require_uniform_size": args.require_uniform_size,
+    }
+
+
+def _data(args: argparse.Namespace, out: Path) -> Path:
+    if args.data:
+        return Path(args.data).resolve()
+    if args.host:
+        raise ValueError("--data is required with --host (a path or URI the cluster can read)")
+    from anomalyops.components.synthetic import make_synthetic_dataset
+
+    root = out / "data" / "synthetic"
+    if not (root / "train" / "good").is_dir():
+        make_synthetic_dataset(root)
+    print(f"data: {root} (synthetic parts, demo only; pass --data for a real folder)")
+    return root.resolve()
+
+
+def _task_folder(run_dir: Path, task: str) -> Path:
+    return run_dir / f"{task}-component"
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> int:
+    """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
+    from anomalyops.pipelines import training
+
+    out = Path(args.out).resolve()
+    data = _data(args, out)
+    if args.host:
+        if not args.tracking_uri:
+            raise ValueError(
+                "--tracking-uri is required with --host: steps on the cluster log there"
+            )
+        run_id = training.submit(_arguments(args, data, args.tracking_uri), args.host)
+        print(f"submitted {args.pipeline} run {run_id} to {args.host}")
+        return 0
+
+    from anomalyops.components.registry import LocalServer, RegistryError
+
+    server = None
+    tracking_uri = args.tracking_uri
+    if not tracking_uri:
+        server = LocalServer(out / "mlflow").start()
+        tracking_uri = server.uri
+        print(f"MLflow UI: {tracking_uri} (local server, store {out / 'mlflow'})")
+    try:
+        result = training.run_local(_arguments(args, data, tracking_uri), out / "kfp")
+    except RuntimeError as error:
+        run_dir = training.latest_run(out / "kfp")
+        report = _task_folder(run_dir, "validate") / "report" if run_dir else None
+        print(f"error: pipeline failed: {error}", file=sys.stderr)
+        if report and report.is_file():
+            print(f"validation report: {report}", file=sys.stderr)
+        return 2
+    except RegistryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if server is not None and not args.serve:
+            server.stop()
+    decision = result.decision
+    status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
+    print(f"pipeline finished in {result.seconds:.1f} s; step outputs in {result.run_dir}")
+    print(f"validation report: {_task_folder(result.run_dir, 'validate') / 'report'}")
+    print(f"evaluation report: {_task_folder(result.run_dir, 'evaluate') / 'report'}")
+    print(f"sample anomaly maps: {_task_folder(result.run_dir, 'evaluate') / 'maps'}")
+    print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
+    print(f"champion of {decision['variant']}: version {decision['champion']}")
+    if server is not None:
+        store = (out / "mlflow").resolve()
+        print(
+            "browse the registry later: mlflow server --port 5000 "
+            f"--backend-store-uri sqlite:///{store / 'mlflow.db'} "
+            f"--artifacts-destination {store / 'artifacts'}"
+        )
+        if args.serve:
+            print(f"MLflow UI at {tracking_uri}; Ctrl-C to stop")
+            try:
+                server.process.wait()
+            except KeyboardInterrupt:
+                server.stop()
+    return 0
+
+
+def cmd_pipeline_compile(args: argparse.Namespace) -> int:
+    from anomalyops.pipelines import training
+
+    path = training.compile_pipeline(args.output or training.COMPILED)
+    print(f"compiled {args.pipeline} pipeline to {path}")
+    return 0
+
+
+def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
+    """Register `pipeline run` and `pipeline compile` under the main parser."""
+    from anomalyops.pipelines.cli import _add_model_options
+
+    pipeline = commands.add_parser("pipeline", help="run or compile Kubeflow pipelines")
+    actions = pipeline.add_subparsers(dest="action", required=True)
+
+    run = actions.add_parser("run", help="run a pipeline locally (kfp.local) or on --host")
+    run.add_argument("pipeline", choices=PIPELINE_NAMES)
+    run.add_argument("--data", help="dataset folder (MVTec AD layout); synthetic when omitted")
+    run.add_argument("--variant", required=True, help="product variant = registered model name")
+    run.add_argument("--host", help="Kubeflow Pipelines endpoint; local run when omitted")
+    run.add_argument("--tracking-uri", help="MLflow server; a local one is started when omitted")
+    run.add_argument("--out", default="runs/pipeline", help="local outputs and MLflow store")
+    run.add_argument("--min-images", type=int, default=10, help="fewest good images accepted")
+    run.add_argument(
+        "--require-uniform-size",
+        action="store_true",
+        help="mixed image resolutions fail validation instead of warning",
+    )
+    run.add_argument("--serve", action="store_true", help="keep the local MLflow UI up after")
+    _add_model_options(run)
+    run.set_defaults(func=cmd_pipeline_run)
+
+    compile_ = actions.add_parser("compile", help="write the pipeline as KFP YAML")
+    compile_.add_argument("pipeline", choices=PIPELINE_NAMES, nargs="?", default="training")
+    compile_.add_argument("--output", help="YAML path (default pipelines/training.yaml)")
+    compile_.set_defaults(func=cmd_pipeline_compile)
