@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+
 from anomalyops.components.detectors import Detector
 from anomalyops.components.train import TRAINING_FILE, load_trained
 from anomalyops.serving.contract import (

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.http as triton_http
-from anomalyops.serving.imaging import ImageDecodeError, load_image
 from tritonclient.utils import InferenceServerException
+
+from anomalyops.serving.imaging import ImageDecodeError, load_image
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {"429", "502", "503", "504"}

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from anomalyops.components.export import DATA_FILE, export
 from anomalyops.components.train import train
 from anomalyops.serving.contract import ContractError, load_contract

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from anomalyops.serving.triton import TritonServer, triton_venv
 
 

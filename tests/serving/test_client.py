@@ -3,6 +3,7 @@
 import time
 
 import pytest
+
 from anomalyops.pipelines.cli import main
 from anomalyops.serving.client import InferenceError, TritonClient
 from anomalyops.serving.contract import load_contract

@@ -1,6 +1,7 @@
 """Triton repository builder: both flavours, versions, several variants."""
 
 import pytest
+
 from anomalyops.serving.contract import load_contract
 from anomalyops.serving.repository import add_model, build_repository, model_config
 

@@ -5,8 +5,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
-from anomalyops.serving.imaging import load_image
 from tritonclient.utils import InferenceServerException
+
+from anomalyops.serving.imaging import load_image
 
 
 def _infer(url, model, array, datatype="UINT8"):
