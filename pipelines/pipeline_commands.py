@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def _task_folder(run_dir: Path, task: str) -> Path:
     return run_dir / f"{task}-component"
 
 
+def _collect_reports(run_dir: Path, target: Path) -> Path:
+    """Copy the reports out of KFP's artifact folders under names a browser opens."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_task_folder(run_dir, "validate") / "report", target / "validation.html")
+    shutil.copyfile(_task_folder(run_dir, "evaluate") / "report", target / "evaluation.html")
+    shutil.copytree(_task_folder(run_dir, "evaluate") / "maps", target / "sample_maps",
+                    dirs_exist_ok=True)  # fmt: skip
+    return target
+
+
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
     from anomalyops.pipelines import training
@@ -74,7 +85,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         report = _task_folder(run_dir, "validate") / "report" if run_dir else None
         print(f"error: pipeline failed: {error}", file=sys.stderr)
         if report and report.is_file():
-            print(f"validation report: {report}", file=sys.stderr)
+            shutil.copyfile(report, out / "validation.html")
+            print(f"validation report: {out / 'validation.html'}", file=sys.stderr)
         return 2
     except RegistryError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -85,9 +97,10 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     decision = result.decision
     status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
     print(f"pipeline finished in {result.seconds:.1f} s; step outputs in {result.run_dir}")
-    print(f"validation report: {_task_folder(result.run_dir, 'validate') / 'report'}")
-    print(f"evaluation report: {_task_folder(result.run_dir, 'evaluate') / 'report'}")
-    print(f"sample anomaly maps: {_task_folder(result.run_dir, 'evaluate') / 'maps'}")
+    reports = _collect_reports(result.run_dir, out / "reports" / result.run_dir.name)
+    print(f"validation report: {reports / 'validation.html'}")
+    print(f"evaluation report: {reports / 'evaluation.html'}")
+    print(f"sample anomaly maps: {reports / 'sample_maps'}")
     print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
     print(f"champion of {decision['variant']}: version {decision['champion']}")
     if server is not None:
