@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
+
 from anomalyops.components.datasets import IMAGE_SUFFIXES, FolderDataset
 from anomalyops.serving.imaging import ImageDecodeError, decode_image
-from PIL import Image
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+
 from anomalyops.components.registry import (
     CHALLENGER,
     CHAMPION,

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageFilter
+
 from anomalyops.components.validate import (
     ValidationError,
     dhash,
@@ -14,7 +16,6 @@ from anomalyops.components.validate import (
     robust_z,
     validate,
 )
-from PIL import Image, ImageFilter
 
 
 def copy_good(weld: Path, dest: Path, limit: int | None = None, size=None) -> Path:
