@@ -130,3 +130,18 @@ def test_concurrent_registrations_keep_registry_consistent(server, model_dir):
     for d in decisions:
         assert {a.path for a in c.list_artifacts(d["run_id"], "model")} >= {"model/detector.json"}
     assert not c.search_registered_models("name LIKE '_lock.%'")
+
+
+def test_server_coming_up_late_is_retried_with_backoff(model_dir, tmp_path):
+    import threading
+
+    server = LocalServer(tmp_path / "late")
+    starter = threading.Timer(1.0, server.start)
+    starter.start()
+    try:
+        decision = register(model_dir, GOOD, "late", server.uri, [], EVAL_HASH,
+                            attempts=9, backoff=0.5)  # fmt: skip
+        assert decision.promoted and decision.version == "1"
+    finally:
+        starter.join()
+        server.stop()

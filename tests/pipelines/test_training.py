@@ -75,3 +75,9 @@ def test_local_pipeline_registers_a_champion_on_weld(weld, tmp_path, capsys):
         assert {"reports/validation.html", "reports/evaluation.html", "reports/sample_maps"} <= (
             reports
         )
+
+
+def test_cluster_submission_needs_a_reachable_tracking_server(weld, capsys):
+    code = main(["pipeline", "run", "training", "--data", str(weld), "--variant", "weld",
+                 "--host", "http://kfp.example:8888"])  # fmt: skip
+    assert code == 2 and "--tracking-uri is required with --host" in capsys.readouterr().err
