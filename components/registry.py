@@ -379,10 +379,14 @@ def register(
     retry("create registered model", ensure_model)
     version_tags = tags | {k: str(v) for k, v in numeric.items()}
     source = f"{run.info.artifact_uri}/model"
-    version = retry(
-        "create model version",
-        lambda: client.create_model_version(variant, source, run_id, tags=version_tags),
-    ).version
+
+    def create_version():
+        # A retry after a lost response must not create a second version for this run.
+        for existing in client.search_model_versions(f"name='{variant}' and run_id='{run_id}'"):
+            return existing
+        return client.create_model_version(variant, source, run_id, tags=version_tags)
+
+    version = retry("create model version", create_version).version
     stage("version_created")
     try:
         with _variant_lock(client, variant):
