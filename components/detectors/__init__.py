@@ -21,9 +21,7 @@ def create(kind: str, weights: str = "imagenet", **settings) -> Detector:
     if kind not in DETECTORS:
         raise ValueError(f"unknown detector {kind!r}; known: {', '.join(sorted(DETECTORS))}")
     cls = DETECTORS[kind]
-    if "input_size" in settings:
-        settings["input_size"] = tuple(settings["input_size"])
-    return cls(cls.config_class(**settings), weights=weights)
+    return cls(cls.configure(**settings), weights=weights)
 
 
 def load_detector(directory: str | Path) -> Detector:

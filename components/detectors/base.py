@@ -79,6 +79,18 @@ class Detector(ABC):
         self.model.eval()
         self.fitted = False
 
+    @classmethod
+    def configure(cls, **settings: Any) -> DetectorConfig:
+        """The config with `settings` over the defaults; JSON lists become tuples again."""
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = set(settings) - fields
+        if unknown:
+            known = ", ".join(sorted(fields))
+            raise ValueError(f"{cls.kind}: unknown settings {sorted(unknown)}; known: {known}")
+        return cls.config_class(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+        )
+
     @abstractmethod
     def build_model(self, weights: str) -> nn.Module:
         """The torch model; `weights` goes to the backbone ("imagenet", a path, "random")."""
@@ -141,10 +153,7 @@ class Detector(ABC):
 
     @classmethod
     def restore(cls, description: dict[str, Any], state: dict[str, torch.Tensor]) -> Self:
-        fields = {f.name for f in dataclasses.fields(cls.config_class)}
-        settings = {k: v for k, v in description["config"].items() if k in fields}
-        settings["input_size"] = tuple(settings["input_size"])
-        detector = cls(cls.config_class(**settings), weights="none")
+        detector = cls(cls.configure(**description["config"]), weights="none")
         load_state(detector.model, state)
         detector.backbone.weights = description.get("backbone_weights")
         detector.backbone.weights_sha256 = description.get("backbone_weights_sha256")

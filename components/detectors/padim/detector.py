@@ -51,7 +51,9 @@ class PaDiM(Detector):
         mean = total / count
         covariance = (outer - count * mean.unsqueeze(2) * mean.unsqueeze(1)) / (count - 1)
         covariance += self.config.regularisation * torch.eye(covariance.shape[-1])
-        self.model.mean = mean + shift[:, 0]
-        self.model.inv_covariance = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
+        self.model.mean = (mean + shift[:, 0]).contiguous()
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
+        # Row-major like a loaded tensor, so a saved model scores bit for bit the same.
+        self.model.inv_covariance = inverse.contiguous()
         self.fitted = True
         return self

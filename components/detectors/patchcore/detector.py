@@ -22,6 +22,7 @@ from anomalyops.components.sampler import greedy_coreset
 
 @dataclass
 class PatchCoreConfig(DetectorConfig):
+    strides: tuple[int, ...] = (8, 16)  # backbone stages whose features are stacked
     coreset_ratio: float = 0.01  # 10 % scores no better here and searches 10x slower
     projection_dim: int = 64
     coreset_chunk: int = 8192
@@ -44,7 +45,7 @@ class PatchCore(Detector):
         self._index: faiss.Index | None = None
 
     def build_model(self, weights: str) -> PatchCoreModel:
-        backbone = Backbone(self.config.backbone, (8, 16), weights)
+        backbone = Backbone(self.config.backbone, self.config.strides, weights)
         return PatchCoreModel(backbone, self.config.input_size, self.config.sigma)
 
     @torch.inference_mode()
