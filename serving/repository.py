@@ -1,7 +1,10 @@
 """Build a versioned Triton model repository from exported model directories.
 
 One Triton model per product variant; each build adds a new integer version folder, so
-a rollback is a repository change, not a rebuild. Two flavours of the same model.onnx:
+a rollback is a repository change, not a rebuild. A version folder appears whole or not
+at all (staged beside it, then renamed; config.pbtxt replaced atomically), so a failed
+build never leaves Triton a half-copied newest version or removes the one it serves.
+Two flavours of the same model.onnx:
 
 - `onnxruntime`: Triton's onnxruntime backend on GPU nodes, optional TensorRT.
 - `python`: the python backend running onnxruntime on the CPU (serving/python_backend.py),
@@ -10,8 +13,13 @@ a rollback is a repository change, not a rebuild. Two flavours of the same model
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
-from collections.abc import Mapping
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -92,6 +100,35 @@ def model_config(
     return "\n".join(lines) + "\n"
 
 
+LOCK_FILE = ".deploy.lock"  # Triton reads only sub-folders of a model folder: files are safe
+
+
+@contextlib.contextmanager
+def model_lock(repository: str | Path, name: str) -> Iterator[Path]:
+    """Hold an exclusive lock on one model of the repository (deploys of a variant queue)."""
+    model_dir = Path(repository) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with open(model_dir / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield model_dir
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def latest_version(model_dir: str | Path) -> Path | None:
+    """The highest integer version folder of a model (what `latest: 1` makes Triton serve)."""
+    versions = [p for p in Path(model_dir).glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, key=lambda p: int(p.name), default=None)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as handle:  # fmt: skip
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
 def next_version(model_dir: Path) -> int:
     """One more than the highest integer version folder already there (1 when none)."""
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
@@ -113,16 +150,33 @@ def add_model(
     onnx_file = export_dir / contract.onnx["file"]
     if not onnx_file.is_file():
         raise FileNotFoundError(f"{onnx_file}: missing (named by {export_dir / CONTRACT_FILE})")
+    config_text = model_config(name, contract, flavour, **config)  # refuse bad args first
     model_dir = Path(repository) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    # Triton skips version folders whose name is not an integer: stage under a dot name.
+    staging = model_dir / f".staging-{uuid.uuid4().hex}"
     version_dir = model_dir / str(next_version(model_dir))
-    version_dir.mkdir(parents=True)
-    for source in sorted(export_dir.glob("model.onnx*")):
-        shutil.copy2(source, version_dir / source.name)
-    shutil.copy2(export_dir / CONTRACT_FILE, version_dir / CONTRACT_FILE)
-    if flavour == "python":
-        shutil.copy2(PYTHON_MODEL, version_dir / "model.py")
-    (model_dir / "config.pbtxt").write_text(model_config(name, contract, flavour, **config))
-    shutil.copy2(export_dir / CONTRACT_FILE, model_dir / CONTRACT_FILE)  # latest, for readers
+    config_path, config_old = model_dir / "config.pbtxt", None
+    if config_path.is_file():
+        config_old = config_path.read_text()
+    try:
+        staging.mkdir()
+        for source in sorted(export_dir.glob("model.onnx*")):
+            shutil.copy2(source, staging / source.name)
+        shutil.copy2(export_dir / CONTRACT_FILE, staging / CONTRACT_FILE)
+        if flavour == "python":
+            shutil.copy2(PYTHON_MODEL, staging / "model.py")
+        staging.rename(version_dir)  # fails rather than merge if the folder appeared
+        try:
+            _write_atomically(config_path, config_text)
+            _write_atomically(model_dir / CONTRACT_FILE, (export_dir / CONTRACT_FILE).read_text())
+        except BaseException:
+            shutil.rmtree(version_dir, ignore_errors=True)
+            if config_old is not None:
+                _write_atomically(config_path, config_old)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return version_dir
 
 

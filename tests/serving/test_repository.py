@@ -29,6 +29,33 @@ def test_onnxruntime_flavour_config(weld_export, tmp_path):
     assert not (version / "model.py").exists() and (version / "model.onnx").is_file()
 
 
+def test_failed_add_keeps_the_served_version(weld_export, tmp_path, monkeypatch):
+    """A copy failing part-way (disk full) leaves the repository exactly as it was."""
+    import shutil
+
+    from anomalyops.serving import repository as builder
+
+    add_model(tmp_path, "weld", weld_export)
+    before = {
+        str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+    }
+    copy = shutil.copy2
+
+    def disk_full(source, target, **kwargs):
+        if str(target).endswith("model.py"):
+            raise OSError(28, "No space left on device")
+        return copy(source, target, **kwargs)
+
+    monkeypatch.setattr(builder.shutil, "copy2", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        add_model(tmp_path, "weld", weld_export)
+    after = {
+        str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+    }
+    assert after == before and builder.latest_version(tmp_path / "weld").name == "1"
+    assert not list((tmp_path / "weld").glob(".staging-*"))
+
+
 def test_bad_arguments_are_refused(weld_export, tmp_path):
     contract = load_contract(weld_export)
     with pytest.raises(ValueError, match="tensorrt"):
