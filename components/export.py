@@ -7,6 +7,7 @@ scores like the in-process detector; tests/components/test_export.py proves that
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
@@ -27,6 +28,7 @@ from anomalyops.serving.contract import (
     ONNX_FILE,
     OUTPUT_NAMES,
     ModelContract,
+    load_contract,
 )
 
 OPSET = 17
@@ -159,6 +161,21 @@ def export(
     )
     contract.save(out_dir)
     return contract
+
+
+def stamp_lineage(export_dir: str | Path, **lineage: str | None) -> ModelContract:
+    """Rewrite model.json's lineage (MLflow run, registered model, version) in place.
+
+    Export runs before registration, so the version a model.json names is only known
+    later; the rest of the contract (and model.onnx) is left exactly as exported.
+    """
+    unknown = set(lineage) - set(LINEAGE_FIELDS)
+    if unknown:
+        raise ValueError(f"stamp_lineage: unknown lineage fields {sorted(unknown)}")
+    contract = load_contract(export_dir)
+    stamped = dataclasses.replace(contract, lineage={**contract.lineage, **lineage})
+    stamped.save(export_dir)
+    return stamped
 
 
 def _json_default(value: Any) -> Any:

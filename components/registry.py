@@ -5,6 +5,12 @@ One registered model per product variant; aliases `champion` (what serves) and
 logged and checked, and `champion` moves last, so a failure part-way leaves no
 half-registered version and the champion untouched.
 
+The exported directory (model.onnx + model.json, the serving contract) is logged under
+`export/`. Its model.json must name the version it belongs to, which MLflow assigns only
+when the version is created: so the run's `export/model.json` is re-logged with the
+version number right after creation and before the version gets any alias; if that
+fails the version is deleted like any other half-registration.
+
 Promotion rule ("at least as good", on the same evaluation set only):
   1. higher image AUROC wins (differences below 1e-9 count as equal);
   2. on equal AUROC, the lower (or equal) false-positive rate at the calibrated threshold wins.
@@ -19,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+EXPORT_PATH = "export"  # run artifact folder holding the exported model (serving contract)
 AUROC_EPS = 1e-9
 LOCK_PREFIX = "_lock."  # registered models used as per-variant locks (see `_variant_lock`)
 LOCK_STALE_S = 300.0
@@ -299,12 +307,42 @@ def register(
     attempts: int = 4,
     backoff: float = 0.5,
     on_stage: Callable[[str], None] | None = None,
+    export_dir: str | Path | None = None,
 ) -> Decision:
     """Log, register and gate one trained model; returns whether it became champion and why.
 
     `reports` are files or folders logged under `reports/` (validation, evaluation, maps).
+    `export_dir` (model.onnx + model.json) is logged under `export/` with its lineage
+    stamped: MLflow run, registered model and version. It is read-only (a KFP input):
+    the stamping happens on a scratch copy.
     `on_stage` is called with each stage name (progress, and fault-injection in tests).
     """
+    if export_dir is not None and not (Path(export_dir) / "model.json").is_file():
+        raise RegistryError(f"{export_dir}: no model.json; not an exported model folder")
+    with tempfile.TemporaryDirectory(prefix="anomalyops-register-") as scratch:
+        stamped = None
+        if export_dir is not None:
+            stamped = Path(scratch) / EXPORT_PATH
+            shutil.copytree(export_dir, stamped)
+        return _register(model_dir, metrics, variant, tracking_uri, reports,
+                         eval_dataset_sha256, params, attempts, backoff, on_stage,
+                         stamped)  # fmt: skip
+
+
+def _register(
+    model_dir: str | Path,
+    metrics: dict[str, Any],
+    variant: str,
+    tracking_uri: str,
+    reports: Sequence[str | Path],
+    eval_dataset_sha256: str | None,
+    params: dict[str, Any] | None,
+    attempts: int,
+    backoff: float,
+    on_stage: Callable[[str], None] | None,
+    stamped: Path | None,
+) -> Decision:
+    """`register` with the export (if any) already copied to STAMPED, a scratch folder."""
     model_dir = Path(model_dir)
     if not (model_dir / "detector.json").is_file():
         raise RegistryError(f"{model_dir}: no detector.json; not a trained model folder")
@@ -335,6 +373,12 @@ def register(
     run_id = run.info.run_id
     stage("run_created")
     try:
+        if stamped is not None:
+            from anomalyops.components.export import stamp_lineage
+
+            onnx_sha256 = stamp_lineage(
+                stamped, mlflow_run_id=run_id, registered_model=variant, model_version=None
+            ).onnx.get("sha256")
         tags = {
             "variant": variant,
             "dataset_sha256": str(training.get("dataset_sha256", "")),
@@ -359,8 +403,12 @@ def register(
                 )
             else:
                 raise RegistryError(f"report {report} does not exist")
+        if stamped is not None:
+            retry("log export", lambda: client.log_artifacts(run_id, str(stamped), EXPORT_PATH))
         stage("artifacts_logged")
         _check_artifacts(client, run_id, model_dir, retry)
+        if stamped is not None:
+            _check_artifacts(client, run_id, stamped, retry, EXPORT_PATH)
         stage("artifacts_checked")
     except BaseException:
         with contextlib.suppress(Exception):
@@ -378,6 +426,8 @@ def register(
 
     retry("create registered model", ensure_model)
     version_tags = tags | {k: str(v) for k, v in numeric.items()}
+    if stamped is not None:
+        version_tags |= {"export_path": EXPORT_PATH, "onnx_sha256": str(onnx_sha256)}
     source = f"{run.info.artifact_uri}/model"
 
     def create_version():
@@ -389,6 +439,9 @@ def register(
     version = retry("create model version", create_version).version
     stage("version_created")
     try:
+        if stamped is not None:
+            _log_version_lineage(client, run_id, variant, str(version), stamped, retry)
+        stage("lineage_logged")
         with _variant_lock(client, variant):
             retry(
                 "set challenger",
@@ -420,15 +473,62 @@ def _log_batch(client, run_id: str, params: dict, metrics: dict, tags: dict) -> 
     )
 
 
-def _check_artifacts(client, run_id: str, model_dir: Path, retry) -> None:
-    """Every file of the model folder is in the run's artifacts, with its size."""
+def _check_artifacts(client, run_id: str, local: Path, retry, where: str = "model") -> None:
+    """Every file of the local folder is in the run's artifacts under WHERE, with its size."""
     logged = {
-        f.path.removeprefix("model/"): f.file_size
-        for f in retry("list artifacts", lambda: client.list_artifacts(run_id, "model"))
+        f.path.removeprefix(f"{where}/"): f.file_size
+        for f in retry("list artifacts", lambda: client.list_artifacts(run_id, where))
     }
-    for path in model_dir.iterdir():
+    for path in local.iterdir():
         if path.is_file() and logged.get(path.name) != path.stat().st_size:
-            raise RegistryError(f"artifact model/{path.name} missing or incomplete in run {run_id}")
+            raise RegistryError(
+                f"artifact {where}/{path.name} missing or incomplete in run {run_id}"
+            )
+
+
+def _log_version_lineage(client, run_id: str, variant: str, version: str, stamped: Path,
+                         retry) -> None:  # fmt: skip
+    """Re-log export/model.json naming VERSION, then read it back from the server."""
+    from anomalyops.components.export import stamp_lineage
+    from anomalyops.serving.contract import CONTRACT_FILE, load_contract
+
+    stamp_lineage(stamped, model_version=version)
+    retry(
+        "log export lineage",
+        lambda: client.log_artifact(run_id, str(stamped / CONTRACT_FILE), EXPORT_PATH),
+    )
+    check = stamped.parent / "check"
+    check.mkdir(exist_ok=True)
+    logged = retry(
+        "read export lineage",
+        lambda: client.download_artifacts(run_id, f"{EXPORT_PATH}/{CONTRACT_FILE}", str(check)),
+    )
+    lineage = load_contract(logged).lineage
+    if (lineage.get("model_version"), lineage.get("mlflow_run_id")) != (version, run_id):
+        raise RegistryError(
+            f"{EXPORT_PATH}/{CONTRACT_FILE} of run {run_id}: lineage.model_version is "
+            f"{lineage.get('model_version')!r}, expected {version!r}"
+        )
+
+
+def champion_version(tracking_uri: str, variant: str) -> str | None:
+    """The version the `champion` alias points at now (None when the variant has none)."""
+    client = _client(tracking_uri)
+    current = with_retries("read champion", lambda: _champion(client, variant))
+    return str(current.version) if current is not None else None
+
+
+def download_export(tracking_uri: str, run_id: str, target: str | Path) -> Path:
+    """Fetch a run's exported directory (model.onnx + model.json) into TARGET."""
+    client = _client(tracking_uri)
+    Path(target).mkdir(parents=True, exist_ok=True)
+    path = with_retries(
+        "download export", lambda: client.download_artifacts(run_id, EXPORT_PATH, str(target))
+    )
+    if not (Path(path) / "model.json").is_file():
+        raise RegistryError(f"run {run_id}: no {EXPORT_PATH}/model.json; was it registered "
+                            "with an exported model?")  # fmt: skip
+    return Path(path)
 
 
 def _gate(client, variant, version, metrics, eval_hash, retry) -> tuple[bool, str, str]:

@@ -8,10 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from anomalyops.serving.repository import FLAVOURS
+
 PIPELINE_NAMES = ("training",)
 
 
-def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str) -> dict:
+def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str, repository: str) -> dict:
     from anomalyops.pipelines.cli import _settings
 
     settings = _settings(args)
@@ -19,6 +21,8 @@ def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str) -> dict:
         "data": str(data),
         "variant": args.variant,
         "tracking_uri": tracking_uri,
+        "triton_repository": repository,
+        "triton_flavour": args.triton_flavour,
         "detector": args.detector,
         "settings_json": json.dumps(settings),
         "target_fpr": args.fpr,
@@ -66,7 +70,13 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--tracking-uri is required with --host: steps on the cluster log there"
             )
-        run_id = training.submit(_arguments(args, data, args.tracking_uri), args.host)
+        if not args.triton_repository:
+            raise ValueError(
+                "--triton-repository is required with --host: a path the deploy step and "
+                "the Triton ServingRuntime share"
+            )
+        arguments = _arguments(args, data, args.tracking_uri, args.triton_repository)
+        run_id = training.submit(arguments, args.host)
         print(f"submitted {args.pipeline} run {run_id} to {args.host}")
         return 0
 
@@ -78,8 +88,10 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         server = LocalServer(out / "mlflow").start()
         tracking_uri = server.uri
         print(f"MLflow UI: {tracking_uri} (local server, store {out / 'mlflow'})")
+    repository = Path(args.triton_repository or out / "triton-repository").resolve()
     try:
-        result = training.run_local(_arguments(args, data, tracking_uri), out / "kfp")
+        arguments = _arguments(args, data, tracking_uri, str(repository))
+        result = training.run_local(arguments, out / "kfp")
     except RuntimeError as error:
         run_dir = training.latest_run(out / "kfp")
         report = _task_folder(run_dir, "validate") / "report" if run_dir else None
@@ -103,6 +115,17 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     print(f"sample anomaly maps: {reports / 'sample_maps'}")
     print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
     print(f"champion of {decision['variant']}: version {decision['champion']}")
+    deployment = result.deployment
+    if deployment["deployed"]:
+        print(
+            f"Triton repository: {deployment['repository']} (model {deployment['model']} "
+            f"version {deployment['triton_version']}, {deployment['flavour']} flavour): "
+            f"{deployment['reason']}"
+        )
+        if deployment["flavour"] == "python":
+            print(f"serve it: anomalyops serve --repository {deployment['repository']}")
+    else:
+        print(f"Triton repository: {deployment['repository']} not changed: {deployment['reason']}")
     if server is not None:
         store = (out / "mlflow").resolve()
         print(
@@ -146,6 +169,16 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
         "--require-uniform-size",
         action="store_true",
         help="mixed image resolutions fail validation instead of warning",
+    )
+    run.add_argument(
+        "--triton-repository",
+        help="Triton model repository the champion is deployed to (default OUT/triton-repository)",
+    )
+    run.add_argument(
+        "--triton-flavour",
+        choices=FLAVOURS,
+        default="python",
+        help="python (CPU, the bundled local Triton) or onnxruntime (GPU nodes)",
     )
     run.add_argument("--serve", action="store_true", help="keep the local MLflow UI up after")
     _add_model_options(run)

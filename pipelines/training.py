@@ -1,8 +1,10 @@
-"""The training pipeline: validate → train → evaluate → register, locally or on Kubeflow.
+"""Training pipeline: validate → train → evaluate → export → register → deploy.
 
 Locally it runs with `kfp.local` in subprocesses of this interpreter (no Docker, no
 Kubernetes); on a cluster the same definition is submitted with `kfp.Client`, and the
-compiled YAML beside this file is what a cluster operator can upload by hand.
+compiled YAML beside this file is what a cluster operator can upload by hand. Deploy
+writes the Triton model repository at `triton_repository` (locally a folder; on a cluster
+a volume the Triton ServingRuntime reads), `python` flavour on CPU, `onnxruntime` on GPU.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -14,7 +16,9 @@ from pathlib import Path
 
 from kfp import dsl
 
+from anomalyops.components.steps.deploy import deploy_component
 from anomalyops.components.steps.evaluate import evaluate_component
+from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.train import train_component
 from anomalyops.components.steps.validate import validate_component
@@ -23,11 +27,16 @@ PIPELINE_NAME = "anomalyops-training"
 COMPILED = Path(__file__).with_name("training.yaml")
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="validate, train, evaluate and register a detector")
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="validate, train, evaluate, export, register and deploy a detector",
+)
 def training_pipeline(
     data: str,
     variant: str,
     tracking_uri: str,
+    triton_repository: str,
+    triton_flavour: str = "python",
     detector: str = "patchcore",
     settings_json: str = "{}",
     target_fpr: float = 0.01,
@@ -46,8 +55,10 @@ def training_pipeline(
     evaluated = evaluate_component(
         model=trained.outputs["model"], dataset=validated.outputs["dataset"]
     )
+    exported = export_component(model=trained.outputs["model"])
     registered = register_component(
         model=trained.outputs["model"],
+        exported=exported.outputs["exported"],
         metrics=evaluated.outputs["metrics"],
         evaluation_report=evaluated.outputs["report"],
         maps=evaluated.outputs["maps"],
@@ -56,10 +67,13 @@ def training_pipeline(
         variant=variant,
         tracking_uri=tracking_uri,
     )
-    # The data folder and the registry change outside KFP's view: never reuse old results.
-    for task in (validated, trained, evaluated, registered):
+    deployed = deploy_component(
+        decision_json=registered.output, repository=triton_repository, flavour=triton_flavour
+    )
+    # The data folder, registry and repository change outside KFP's view: never reuse results.
+    for task in (validated, trained, evaluated, exported, registered, deployed):
         task.set_caching_options(False)
-    return registered.output
+    return deployed.output
 
 
 def compile_pipeline(path: str | Path = COMPILED) -> Path:
@@ -72,7 +86,8 @@ def compile_pipeline(path: str | Path = COMPILED) -> Path:
 
 @dataclass
 class LocalRun:
-    decision: dict
+    decision: dict  # the register step's Decision
+    deployment: dict  # the deploy step's Deployment
     run_dir: Path  # this run's folder under the kfp.local pipeline root: every step's artifacts
     seconds: float
 
@@ -95,7 +110,8 @@ def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
     started = time.perf_counter()
     task = training_pipeline(**arguments)
     seconds = time.perf_counter() - started
-    return LocalRun(json.loads(task.output), latest_run(pipeline_root), seconds)
+    output = json.loads(task.output)
+    return LocalRun(output["decision"], output["deployment"], latest_run(pipeline_root), seconds)
 
 
 def submit(arguments: dict, host: str, experiment: str = "anomalyops") -> str:

@@ -41,6 +41,16 @@ def weld_splits(weld):
     )
 
 
+@pytest.fixture(scope="session")
+def triton_server():
+    """`with triton_server(repository) as server:` runs the real bundled Triton on it."""
+    from anomalyops.serving.triton import TritonServer, triton_venv
+
+    if not (triton_venv() / "bin" / "python").exists():
+        pytest.skip(f"Triton environment {triton_venv()} absent: run `make triton-venv`")
+    return TritonServer
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -15,8 +15,12 @@ def register_step(
     tracking_uri: str,
     eval_dataset_sha256: str,
     reports: dict[str, str],
+    export_dir: str | None = None,
 ) -> Decision:
-    """Register with each report under a stable name (KFP artifact files are all 'report')."""
+    """Register with each report under a stable name (KFP artifact files are all 'report').
+
+    EXPORT_DIR (model.onnx + model.json) goes with the version, its lineage stamped.
+    """
     import shutil
     import tempfile
 
@@ -32,12 +36,16 @@ def register_step(
             else:
                 shutil.copyfile(source_path, target)
             named.append(target)
-        return register(model_dir, metrics, variant, tracking_uri, named, eval_dataset_sha256)
+        return register(
+            model_dir, metrics, variant, tracking_uri, named, eval_dataset_sha256,
+            export_dir=export_dir,
+        )  # fmt: skip
 
 
 @component
 def register_component(
     model: Input[Model],
+    exported: Input[Model],
     metrics: Input[Metrics],
     evaluation_report: Input[HTML],
     maps: Input[Artifact],
@@ -63,6 +71,7 @@ def register_component(
             "validation.json": validation.path,
             "sample_maps": maps.path,
         },
+        exported.path,
     )
     print(f"registered {decision.variant} v{decision.version}: {decision.reason}")
     return json.dumps(decision.to_dict())

@@ -1,4 +1,8 @@
-"""The training pipeline: compiled YAML in sync, and real kfp.local runs on weld."""
+"""The training pipeline: compiled YAML in sync, and real kfp.local runs on weld.
+
+One full run (validate → ... → deploy) is shared by the registry, lineage, deploy and
+Triton checks to keep CI time down; a refused challenger reuses its trained model.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,15 @@ from pathlib import Path
 import yaml
 
 from anomalyops.pipelines.cli import main
-from anomalyops.pipelines.training import COMPILED, compile_pipeline
+from anomalyops.pipelines.training import COMPILED, compile_pipeline, latest_run
+
+
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ROOT with its size and mtime: equal trees mean nothing was written."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def test_committed_yaml_is_current(tmp_path):
@@ -25,13 +37,21 @@ def test_committed_yaml_is_current(tmp_path):
         "validate-component",
         "train-component",
         "evaluate-component",
+        "export-component",
         "register-component",
+        "deploy-component",
     }
+    assert tasks["export-component"]["dependentTasks"] == ["train-component"]
     assert tasks["register-component"]["dependentTasks"] == [
         "evaluate-component",
+        "export-component",
         "train-component",
         "validate-component",
     ]
+    assert tasks["deploy-component"]["dependentTasks"] == ["register-component"]
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["triton_flavour"]["defaultValue"] == "python"
+    assert "defaultValue" not in parameters["triton_repository"]
 
 
 def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys):
@@ -52,10 +72,18 @@ def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys):
     assert not list(out.glob("kfp/*/train-component"))
 
 
-def test_local_pipeline_registers_a_champion_on_weld(weld, tmp_path, capsys):
+def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
+    weld, tmp_path, capsys, triton_server
+):
+    import numpy as np
     from mlflow import MlflowClient
 
     from anomalyops.components.registry import CHAMPION, LocalServer
+    from anomalyops.components.steps.deploy import deploy_step
+    from anomalyops.components.steps.register import register_step
+    from anomalyops.serving.client import TritonClient
+    from anomalyops.serving.contract import load_contract
+    from anomalyops.serving.imaging import load_image
 
     out = tmp_path / "out"
     code = main(["pipeline", "run", "training", "--data", str(weld), "--variant", "weld",
@@ -75,6 +103,49 @@ def test_local_pipeline_registers_a_champion_on_weld(weld, tmp_path, capsys):
         assert {"reports/validation.html", "reports/evaluation.html", "reports/sample_maps"} <= (
             reports
         )
+        # The exported model in the registry says which run, model and version it is.
+        (tmp_path / "dl").mkdir()
+        logged = client.download_artifacts(champion.run_id, "export", str(tmp_path / "dl"))
+        assert {p.name for p in Path(logged).iterdir()} == {"model.onnx", "model.json"}
+        contract = load_contract(logged)
+        lineage = {"mlflow_run_id": champion.run_id, "registered_model": "weld",
+                   "model_version": "1"}  # fmt: skip
+        assert {k: contract.lineage[k] for k in lineage} == lineage
+        assert champion.tags["onnx_sha256"] == contract.onnx["sha256"]
+
+        # The champion was deployed: Triton model "weld" version 1 is that registered version.
+        repository = out / "triton-repository"
+        assert f"Triton repository: {repository} (model weld version 1, python" in printed
+        deployed = load_contract(repository / "weld" / "1")
+        assert {k: deployed.lineage[k] for k in lineage} == lineage
+        assert deployed.onnx["sha256"] == contract.onnx["sha256"]
+
+        # A worse challenger (same trained model, lower AUROC) is refused and not deployed.
+        run_dir = latest_run(out / "kfp")
+        before = tree(repository)
+        worse = register_step(
+            str(run_dir / "train-component" / "model"),
+            {"image_auroc": float(champion.tags["image_auroc"]) - 0.1},
+            "weld",
+            server.uri,
+            champion.tags["eval_dataset_sha256"],
+            {},
+            str(run_dir / "export-component" / "exported"),
+        )
+        assert not worse.promoted and worse.version == "2" and worse.champion == "1"
+        refused = deploy_step(worse.to_dict(), str(repository))
+        assert not refused.deployed and "v1 keeps serving" in refused.reason
+        # A stale decision (v2 claiming champion) is refused by the registry's alias.
+        stale = deploy_step(worse.to_dict() | {"promoted": True}, str(repository))
+        assert not stale.deployed and "champion is now v1" in stale.reason
+        assert tree(repository) == before
+
+    # The real bundled Triton loads what deploy wrote and scores through it.
+    image = load_image(sorted((weld / "test" / "good").glob("*"))[0], deployed.input_size)
+    with triton_server(repository) as triton, TritonClient(triton.url, "weld") as plant:
+        scores, maps = plant.infer(image[None])
+        assert scores.shape == (1,) and np.isfinite(scores).all()
+        assert maps.shape[-2:] == deployed.input_size
 
 
 def test_cluster_submission_needs_a_reachable_tracking_server(weld, capsys):

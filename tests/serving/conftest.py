@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from anomalyops.serving.triton import TritonServer, triton_venv
-
 
 @pytest.fixture(scope="session")
 def weld_export(weld, tmp_path_factory):
@@ -29,8 +27,6 @@ def python_repository(weld_export, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def triton(python_repository):
-    if not (triton_venv() / "bin" / "python").exists():
-        pytest.skip(f"Triton environment {triton_venv()} absent: run `make triton-venv`")
-    with TritonServer(python_repository) as server:
+def triton(python_repository, triton_server):
+    with triton_server(python_repository) as server:
         yield server

@@ -1,0 +1,100 @@
+"""Deploy step: put the new champion into a versioned Triton model repository.
+
+Runs after register on every pipeline run. Only a version that became champion is
+deployed; otherwise the step writes nothing and says why (the champion keeps serving).
+What is deployed is what the registry holds (the run's `export/`, lineage stamped with
+the version), not a local file, and only while that version is still champion: checked
+under a per-model lock, so concurrent deploys of one variant cannot put an older
+champion on top. Each deploy adds a new Triton version folder (serving/repository.py),
+written whole or not at all, so a failed deploy leaves the served version in place.
+"""
+
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from anomalyops.components.registry import champion_version, download_export
+from anomalyops.components.steps import component
+from anomalyops.serving.contract import ContractError, load_contract
+from anomalyops.serving.repository import FLAVOURS, add_model, latest_version, model_lock
+
+
+@dataclass
+class Deployment:
+    deployed: bool  # True when the repository now serves this registered version
+    reason: str
+    repository: str
+    model: str  # Triton model name (= variant)
+    flavour: str
+    registered_version: str
+    triton_version: str | None = None  # the version folder serving it, when deployed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_lineage(export_dir: Path, variant: str, version: str, run_id: str) -> None:
+    """The downloaded model.json must say it is VARIANT's VERSION from RUN_ID."""
+    lineage = load_contract(export_dir).lineage
+    expected = {"registered_model": variant, "model_version": version, "mlflow_run_id": run_id}
+    for key, want in expected.items():
+        if lineage.get(key) != want:
+            raise ContractError(
+                f"{export_dir / 'model.json'}: lineage.{key} is {lineage.get(key)!r}, "
+                f"expected {want!r}"
+            )
+
+
+def deploy_step(decision: dict, repository: str, flavour: str = "python") -> Deployment:
+    """Add DECISION's version to REPOSITORY if it is (still) champion; else change nothing."""
+    for key in ("variant", "version", "run_id", "promoted", "champion", "tracking_uri"):
+        if key not in decision:
+            raise ValueError(f"deploy: decision has no field {key!r}")
+    if flavour not in FLAVOURS:
+        raise ValueError(f"deploy: flavour must be one of {FLAVOURS}, got {flavour!r}")
+    variant, version = decision["variant"], str(decision["version"])
+    repository = str(Path(repository).resolve())
+
+    def result(deployed: bool, reason: str, triton_version: str | None = None) -> Deployment:
+        return Deployment(deployed, reason, repository, variant, flavour, version, triton_version)
+
+    if not decision["promoted"]:
+        serving = f"v{decision['champion']}" if decision["champion"] else "no version"
+        return result(
+            False,
+            f"{variant} v{version} is not champion ({decision['reason']}); "
+            f"{serving} keeps serving, repository unchanged",
+        )
+    with model_lock(repository, variant) as model_dir:
+        current = champion_version(decision["tracking_uri"], variant)
+        if current != version:
+            return result(False, f"{variant} champion is now v{current}, not v{version}; "
+                                 "repository unchanged")  # fmt: skip
+        latest = latest_version(model_dir)
+        if latest is not None:
+            lineage = load_contract(latest).lineage
+            if lineage.get("mlflow_run_id") == decision["run_id"]:
+                return result(True, f"{variant} v{version} already deployed", latest.name)
+        with tempfile.TemporaryDirectory(prefix="anomalyops-deploy-") as scratch:
+            export_dir = download_export(decision["tracking_uri"], decision["run_id"], scratch)
+            _check_lineage(export_dir, variant, version, decision["run_id"])
+            version_dir = add_model(repository, variant, export_dir, flavour)
+    return result(
+        True,
+        f"{variant} v{version} deployed as Triton model {variant!r} version {version_dir.name}",
+        version_dir.name,
+    )
+
+
+@component
+def deploy_component(decision_json: str, repository: str, flavour: str) -> str:
+    """Deploy the registered version if it became champion; returns decision + deployment."""
+    import json
+
+    from anomalyops.components.steps.deploy import deploy_step
+
+    decision = json.loads(decision_json)
+    deployment = deploy_step(decision, repository, flavour)
+    print(f"deploy: {deployment.reason}")
+    return json.dumps({"decision": decision, "deployment": deployment.to_dict()})
