@@ -18,7 +18,13 @@ import asyncio
 import base64
 import binascii
 import io
+import subprocess
+import sys
+import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +138,60 @@ class AnomalyTransformer(kserve.Model):
 
     async def predict(self, payload: dict, headers: dict | None = None, **_: Any) -> dict:
         return await asyncio.to_thread(self._score, payload)
+
+
+class TransformerProcess:
+    """`with TransformerProcess(...) as url:` runs the transformer's real ModelServer in a
+    subprocess (kserve and tritonclient.grpc cannot share one) until it answers on URL."""
+
+    def __init__(self, name: str, triton_url: str, model_dir: str | Path, log_db: str | Path,
+                 http_port: int, startup_timeout: float = 90.0) -> None:  # fmt: skip
+        self.command = [
+            sys.executable, "-m", "anomalyops.serving.transformer", "--model_name", name,
+            "--predictor_host", triton_url, "--model_dir", str(model_dir),
+            "--log_db", str(log_db), "--http_port", str(http_port),
+        ]  # fmt: skip
+        self.url = f"http://127.0.0.1:{http_port}/v1/models/{name}"
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self._errors = None  # the server's stderr, for the message when it fails to start
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def __enter__(self) -> str:
+        self._errors = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=self._errors
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if self._ready():
+                return self.url
+            time.sleep(0.3)
+        errors = self._errors
+        self._errors = None  # keep it open to read after stopping
+        self.__exit__()
+        errors.seek(0)
+        tail = errors.read().decode(errors="replace")[-2000:]
+        errors.close()
+        raise RuntimeError(f"transformer did not start on {self.url}:\n{tail}")
+
+    def __exit__(self, *_: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._errors is not None and self.process and self.process.poll() is not None:
+            self._errors.close()
+            self._errors = None
 
 
 def main(argv: list[str] | None = None) -> None:

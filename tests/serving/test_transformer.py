@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -14,32 +13,15 @@ import pytest
 from PIL import Image
 
 from anomalyops.serving.contract import load_contract
+from anomalyops.serving.transformer import TransformerProcess
 from anomalyops.serving.triton import free_port
 
 
 @pytest.fixture(scope="module")
 def transformer(triton, weld_export, tmp_path_factory):
-    port, db = free_port(), tmp_path_factory.mktemp("log") / "predictions.db"
-    command = [
-        sys.executable, "-m", "anomalyops.serving.transformer", "--model_name", "weld",
-        "--predictor_host", triton.url, "--model_dir", str(weld_export),
-        "--log_db", str(db), "--http_port", str(port),
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1/models/weld"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail(f"transformer did not start: {process.stderr.read().decode()[-2000:]}")
-    yield url, db
-    process.terminate()
-    process.wait(30)
+    db = tmp_path_factory.mktemp("log") / "predictions.db"
+    with TransformerProcess("weld", triton.url, weld_export, db, free_port()) as url:
+        yield url, db
 
 
 def b64(data: bytes) -> dict:
