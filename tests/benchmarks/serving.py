@@ -1,29 +1,42 @@
 """Load benchmark: concurrent plant clients against the local Triton (python flavour, CPU).
 
     .venv/bin/python tests/benchmarks/serving.py [--export DIR] [--seconds 20] [--clients 4]
+        [--paths triton transformer]
 
+Two paths, measured in one sitting (timings here vary ±50 % between sittings):
+- `triton`: raw uint8 tensors over tritonclient.http (what a plant client sends);
+- `transformer`: PNG bytes (the weld test images as stored) posted to the KServe
+  transformer's real ModelServer, which decodes, resizes, calls the same Triton,
+  thresholds, encodes the mask PNG and logs the prediction to SQLite.
 Without --export it trains a small PatchCore on weld and exports it. Prints throughput,
-p50/p95/p99 latency and errors; writes tests/benchmarks/results/serving.json. CPU only:
-the GPU (onnxruntime flavour, TensorRT) numbers need a GPU machine.
+p50/p95/p99 latency and errors; writes tests/benchmarks/results/serving.json (a path not
+run keeps its previous numbers). CPU only: the GPU (onnxruntime flavour, TensorRT)
+numbers need a GPU machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import os
 import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from anomalyops.serving.client import TritonClient
 from anomalyops.serving.imaging import load_image
 from anomalyops.serving.repository import build_repository
-from anomalyops.serving.triton import TritonServer
+from anomalyops.serving.transformer import TransformerProcess
+from anomalyops.serving.triton import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WELD = (
@@ -41,18 +54,53 @@ def exported_model(workdir: Path) -> Path:
     return workdir / "export"
 
 
-def drive(url: str, images: np.ndarray, seconds: float, clients: int) -> dict:
-    """`clients` threads send `images` as one request each, back to back, for `seconds`."""
+# A sender factory: opened once per client thread, yields "send one request" (raises on error).
+Sender = Callable[[], contextlib.AbstractContextManager[Callable[[], None]]]
+
+
+def triton_sender(url: str, images: np.ndarray) -> Sender:
+    """Raw uint8 tensors straight to Triton, as the plant client sends them."""
+
+    @contextlib.contextmanager
+    def open_client() -> Iterator[Callable[[], None]]:
+        with TritonClient(url, "weld", retries=0) as client:
+            yield lambda: client.infer(images)
+
+    return open_client
+
+
+def transformer_sender(url: str, encoded: list[bytes]) -> Sender:
+    """PNG bytes to the KServe transformer (v1 protocol), one instance per image."""
+    body = {"instances": [{"image": {"b64": base64.b64encode(b).decode()}} for b in encoded]}
+
+    @contextlib.contextmanager
+    def open_client() -> Iterator[Callable[[], None]]:
+        with httpx.Client(timeout=60) as client:
+
+            def send() -> None:
+                response = client.post(f"{url}:predict", json=body)
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+                if len(response.json()["predictions"]) != len(encoded):
+                    raise RuntimeError("wrong number of predictions")
+
+            yield send
+
+    return open_client
+
+
+def drive(sender: Sender, batch: int, seconds: float, clients: int) -> dict:
+    """`clients` threads send one BATCH-image request each, back to back, for `seconds`."""
     latencies: list[float] = []
     errors: list[str] = []
     lock, stop = threading.Lock(), time.monotonic() + seconds
 
     def worker() -> None:
-        with TritonClient(url, "weld", retries=0) as client:
+        with sender() as send:
             while time.monotonic() < stop:
                 started = time.perf_counter()
                 try:
-                    client.infer(images)
+                    send()
                 except Exception as error:
                     with lock:
                         errors.append(str(error))
@@ -69,16 +117,23 @@ def drive(url: str, images: np.ndarray, seconds: float, clients: int) -> dict:
     elapsed = time.perf_counter() - began
     ms = np.asarray(latencies) * 1000
     return {
-        "batch": len(images),
+        "batch": batch,
         "clients": clients,
         "seconds": round(elapsed, 2),
         "requests": len(latencies),
         "errors": len(errors),
-        "images_per_s": round(len(latencies) * len(images) / elapsed, 2),
+        "images_per_s": round(len(latencies) * batch / elapsed, 2),
         "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
         "p95_ms": round(float(np.percentile(ms, 95)), 1) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
     }
+
+
+PATHS = {
+    "triton": "triton python backend (onnxruntime CPU), uint8 tensors over tritonclient.http",
+    "transformer": "KServe ModelServer transformer (PNG decode + resize, threshold, mask PNG, "
+    "SQLite prediction log) -> same Triton over HTTP v2",
+}
 
 
 def main() -> None:
@@ -87,30 +142,51 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     export_dir = args.export or exported_model(workdir)
     repo = build_repository(workdir / "repository", {"weld": export_dir}, "python")
-    paths = sorted((WELD / "test" / "good").glob("*"))
-    pool = np.stack([load_image(p, (256, 256)) for p in paths[: max(args.batches)]])
-    runs = []
-    with TritonServer(repo) as server:
-        TritonClient(server.url, "weld").infer(pool[:1])  # warm
-        for batch in args.batches:
-            run = drive(server.url, pool[:batch], args.seconds, args.clients)
-            print(json.dumps(run))
-            runs.append(run)
+    paths = sorted((WELD / "test" / "good").glob("*"))[: max(args.batches)]
+    pool = np.stack([load_image(p, (256, 256)) for p in paths])
+    encoded = [p.read_bytes() for p in paths]
+    measured: dict[str, list[dict]] = {}
+    with TritonServer(repo) as server, contextlib.ExitStack() as stack:
+        senders: dict[str, Callable[[int], Sender]] = {
+            "triton": lambda batch: triton_sender(server.url, pool[:batch]),
+        }
+        if "transformer" in args.paths:
+            url = stack.enter_context(
+                TransformerProcess("weld", server.url, export_dir, workdir / "log.db", free_port())
+            )
+            senders["transformer"] = lambda batch: transformer_sender(url, encoded[:batch])
+        for path in args.paths:
+            with senders[path](1)() as send:
+                send()  # warm: first request loads and warms the model
+            for batch in args.batches:
+                sender = senders[path](batch)
+                run = {"path": path} | drive(sender, batch, args.seconds, args.clients)
+                print(json.dumps(run), flush=True)
+                measured.setdefault(path, []).append(run)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results = previous.get("paths", {})
+    for path, runs in measured.items():
+        results[path] = {
+            "description": PATHS[path],
+            "measured": datetime.now(UTC).date().isoformat(),
+            "runs": runs,
+        }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
             {
-                "path": "triton python backend (onnxruntime CPU), tritonclient.http",
                 "model": "patchcore efficientnet_lite0 256x256, weld, coreset 1%",
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), no GPU",
-                "runs": runs,
+                "paths": results,
             },
             indent=2,
         )
+        + "\n"
     )
     print(f"results in {RESULTS}")
 
