@@ -7,7 +7,6 @@ normalisation. Detectors ask for features by stride, so they work with any backb
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
+
+from anomalyops.components.hashing import file_sha256
 
 STRIDES = (4, 8, 16)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -137,14 +138,6 @@ def get_spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Backbone(nn.Module):

@@ -9,7 +9,6 @@ Masks are paired with images by file stem, never by position in sorted lists.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from anomalyops.components.hashing import files_sha256
 from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,16 @@ class FolderDataset:
             log.warning("%s: no mask at %s; left out of pixel metrics", path, mask)
         return Sample(path, 1, defect_type, mask if mask.is_file() else None)
 
-    def content_hash(self) -> str:
-        """sha256 over every image's relative path and bytes: the dataset's identity."""
-        digest = hashlib.sha256()
-        for path in sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            digest.update(path.relative_to(self.root).as_posix().encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-        return digest.hexdigest()
+    def content_hash(self, folders: tuple[str, ...] = ("train", "test", "ground_truth")) -> str:
+        """sha256 over the images (paths and bytes) under `folders`: the data's identity."""
+        paths = [
+            path
+            for folder in folders
+            if (self.root / folder).is_dir()
+            for path in sorted((self.root / folder).rglob("*"))
+            if path.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        return files_sha256(self.root, paths)
 
     def load_train(
         self, size: tuple[int, int], on_error: OnError = "raise", progress: bool = True

@@ -8,7 +8,6 @@ scores like the in-process detector; tests/components/test_export.py proves that
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tempfile
 import warnings
@@ -21,6 +20,7 @@ import onnx
 import torch
 
 from anomalyops.components.detectors import Detector
+from anomalyops.components.hashing import file_sha256
 from anomalyops.components.train import TRAINING_FILE, load_trained
 from anomalyops.serving.contract import (
     FORMAT_VERSION,
@@ -36,14 +36,6 @@ OPSET = 17
 EXTERNAL_DATA_BYTES = 2**31 - 64 * 2**20
 DATA_FILE = ONNX_FILE + ".data"
 LINEAGE_FIELDS = ("mlflow_run_id", "registered_model", "model_version")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tensor_bytes(model: torch.nn.Module) -> int:
@@ -148,7 +140,7 @@ def export(
         onnx={
             "file": ONNX_FILE,
             "opset": OPSET,
-            "sha256": _sha256(onnx_path),
+            "sha256": file_sha256(onnx_path),
             "external_data": external,
         },
         lineage={

@@ -21,7 +21,6 @@ version is not promoted: the numbers are not comparable.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -38,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from anomalyops.components.datasets import IMAGE_SUFFIXES, FolderDataset
+from anomalyops.components.datasets import FolderDataset
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -186,15 +185,7 @@ def with_retries(what: str, call: Callable[[], T], attempts: int = 4, backoff: f
 
 def evaluation_set_hash(data: str | Path) -> str:
     """sha256 over the test split's images and masks: what metrics were measured on."""
-    root = FolderDataset(data).root
-    digest = hashlib.sha256()
-    for folder in (root / "test", root / "ground_truth"):
-        if not folder.is_dir():
-            continue
-        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    return FolderDataset(data).content_hash(("test", "ground_truth"))
 
 
 def _number(value: Any) -> float | None:
