@@ -13,8 +13,6 @@ def train_step(
 ) -> TrainResult:
     """Train on DATA into MODEL_DIR; settings arrive as JSON because KFP passes strings."""
     settings = json.loads(settings_json or "{}")
-    if "input_size" in settings:
-        settings["input_size"] = tuple(settings["input_size"])
     return train(data, model_dir, detector, settings, target_fpr=target_fpr, progress=False)
 
 
