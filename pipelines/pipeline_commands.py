@@ -26,6 +26,7 @@ def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str, reposito
         "detector": args.detector,
         "settings_json": json.dumps(settings),
         "target_fpr": args.fpr,
+        "calibration_fraction": args.calibration_fraction,
         "min_images": args.min_images,
         "require_uniform_size": args.require_uniform_size,
     }

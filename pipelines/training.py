@@ -40,6 +40,7 @@ def training_pipeline(
     detector: str = "patchcore",
     settings_json: str = "{}",
     target_fpr: float = 0.01,
+    calibration_fraction: float = 0.2,
     min_images: int = 10,
     require_uniform_size: bool = False,
 ) -> str:
@@ -51,6 +52,7 @@ def training_pipeline(
         detector=detector,
         settings_json=settings_json,
         target_fpr=target_fpr,
+        calibration_fraction=calibration_fraction,
     )
     evaluated = evaluate_component(
         model=trained.outputs["model"], dataset=validated.outputs["dataset"]

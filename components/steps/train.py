@@ -9,11 +9,18 @@ from anomalyops.components.train import TrainResult, train
 
 
 def train_step(
-    data: str, model_dir: str, detector: str, settings_json: str, target_fpr: float
+    data: str,
+    model_dir: str,
+    detector: str,
+    settings_json: str,
+    target_fpr: float,
+    calibration_fraction: float,
 ) -> TrainResult:
     """Train on DATA into MODEL_DIR; settings arrive as JSON because KFP passes strings."""
     settings = json.loads(settings_json or "{}")
-    return train(data, model_dir, detector, settings, target_fpr=target_fpr, progress=False)
+    return train(
+        data, model_dir, detector, settings, calibration_fraction, target_fpr, progress=False
+    )
 
 
 @component
@@ -22,12 +29,16 @@ def train_component(
     detector: str,
     settings_json: str,
     target_fpr: float,
+    calibration_fraction: float,
     model: Output[Model],
 ):
     """Train on the validated dataset's folder; the Model artifact is the model directory."""
     from anomalyops.components.steps.train import train_step
 
-    result = train_step(dataset.metadata["root"], model.path, detector, settings_json, target_fpr)
+    result = train_step(
+        dataset.metadata["root"], model.path, detector, settings_json, target_fpr,
+        calibration_fraction,
+    )  # fmt: skip
     model.metadata.update(
         {
             "detector": detector,
