@@ -41,9 +41,9 @@ RUNS = [
 
 def state_mb(detector) -> float:
     """Size of what the detector learnt (bank or Gaussians), excluding the backbone."""
-    skip = {id(t) for t in detector.backbone.state_dict().values()}
-    tensors = [t for t in detector.model.state_dict().values() if id(t) not in skip]
-    return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+    state = detector.model.state_dict()
+    learnt = [t for name, t in state.items() if not name.startswith("backbone.")]
+    return sum(t.numel() * t.element_size() for t in learnt) / 1e6
 
 
 def run_one(name: str, kind: str, settings: dict, train, test) -> dict:
