@@ -35,6 +35,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from anomalyops.components.export import export
     from anomalyops.serving.repository import add_model
 
+    if args.repository and not args.name:
+        raise ValueError("--repository needs --name: the product variant the model serves")
     contract = export(args.model, args.out)
     print(f"exported {contract.kind} to {args.out} (onnx sha256 {contract.onnx['sha256'][:12]})")
     if args.repository:
@@ -55,7 +57,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
 def add_infer(commands: argparse._SubParsersAction) -> None:
     infer = commands.add_parser("infer", help="score images on a Triton server")
     infer.add_argument("--url", required=True, help="Triton HTTP address, e.g. 127.0.0.1:8000")
-    infer.add_argument("--model", default="weld", help="Triton model (product variant)")
+    infer.add_argument("--model", required=True, help="Triton model (product variant)")
     infer.add_argument("--threshold", type=float, help="override the calibrated threshold")
     infer.add_argument("--batch-size", type=int, default=8)
     infer.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
@@ -69,6 +71,6 @@ def add_export(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--model", required=True, help="directory written by `anomalyops fit`")
     export.add_argument("--out", required=True)
     export.add_argument("--repository", help="also add it to this Triton repository")
-    export.add_argument("--name", default="weld", help="Triton model name (product variant)")
+    export.add_argument("--name", help="Triton model name (product variant); with --repository")
     export.add_argument("--flavour", choices=["python", "onnxruntime"], default="python")
     export.set_defaults(func=cmd_export)
