@@ -41,7 +41,7 @@ class PaDiM(Detector):
         for batch in batches(images, 8, "extract features", progress):
             embedding = self.model.embed(batch)
             n, d, h, w = embedding.shape
-            x = embedding.reshape(n, d, h * w).permute(2, 0, 1)  # P×n×d
+            x = embedding.reshape(n, d, h * w).permute(2, 0, 1).contiguous()  # P×n×d
             if shift is None:
                 shift = x.mean(1, keepdim=True)
             x = x - shift
