@@ -20,7 +20,9 @@ def test_greedy_covers_outliers_better_than_random():
         return torch.cdist(features, bank).amin(1).max()
 
     random_pick = torch.randperm(len(features), generator=generator)[: len(picked)]
-    assert set(range(3000, 3006)) <= set(picked.tolist())
+    # The far cluster is covered (k-center need not take all six: they sit close together),
+    # and the worst-covered point is closer than with a random pick of the same size.
+    assert set(range(3000, 3006)) & set(picked.tolist())
     assert coverage_radius(features[picked]) < coverage_radius(features[random_pick])
 
 
