@@ -20,6 +20,8 @@ log = logging.getLogger("anomalyops")
 
 def _settings(args: argparse.Namespace) -> dict:
     settings = {"backbone": args.backbone, "input_size": (args.size, args.size)}
+    if args.standardise:
+        settings["standardise"] = True
     if args.detector == "patchcore" and args.coreset is not None:
         settings["coreset_ratio"] = args.coreset
     return settings
@@ -118,6 +120,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
     parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
+    parser.add_argument(
+        "--standardise",
+        action="store_true",
+        help="standardise each image's intensity (parts lit unevenly)",
+    )
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     parser.add_argument(
         "--calibration-fraction",

@@ -45,6 +45,7 @@ class DetectorConfig:
     input_size: tuple[int, int] = (256, 256)
     sigma: float = 4.0
     seed: int = 0
+    standardise: bool = False  # per-image intensity standardisation before the backbone
 
 
 def batches(images: np.ndarray, size: int, desc: str, progress: bool):

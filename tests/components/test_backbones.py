@@ -34,3 +34,11 @@ def test_unknown_backbone_lists_known_ones():
 
 def test_stops_at_deepest_requested_stage():
     assert len(Backbone("efficientnet_lite0", (4,), weights="random").stages) == 1
+
+
+def test_standardise_removes_lighting_changes():
+    image = torch.randint(40, 200, (1, 32, 32, 3), dtype=torch.uint8)
+    relit = (image.float() * 0.5 + 70).to(torch.uint8).float()
+    standardise = Backbone.standardise_intensity
+    assert torch.allclose(standardise(image.float()), standardise(relit), atol=1.5)
+    assert not torch.allclose(image.float(), relit, atol=10)

@@ -27,7 +27,7 @@ class PaDiM(Detector):
 
     def build_model(self, weights: str) -> PaDiMModel:
         config = self.config
-        backbone = Backbone(config.backbone, (4, 8, 16), weights)
+        backbone = Backbone(config.backbone, (4, 8, 16), weights, config.standardise)
         return PaDiMModel(backbone, config.input_size, config.sigma, config.n_features, config.seed)
 
     @torch.inference_mode()

@@ -45,8 +45,9 @@ class PatchCore(Detector):
         self._index: faiss.Index | None = None
 
     def build_model(self, weights: str) -> PatchCoreModel:
-        backbone = Backbone(self.config.backbone, self.config.strides, weights)
-        return PatchCoreModel(backbone, self.config.input_size, self.config.sigma)
+        config = self.config
+        backbone = Backbone(config.backbone, config.strides, weights, config.standardise)
+        return PatchCoreModel(backbone, config.input_size, config.sigma)
 
     @torch.inference_mode()
     def _patches(self, images: np.ndarray, progress: bool) -> torch.Tensor:
