@@ -14,10 +14,20 @@ from PIL import Image
 
 
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """The anomaly map as a heat map (jet) blended over the H×W×3 uint8 image."""
+    """The anomaly map as a heat map (jet) over the H×W×3 uint8 image.
+
+    Opacity follows the score, so normal regions show the part itself and only what
+    deviates is coloured.
+    """
     scaled = np.clip((anomaly_map - vmin) / max(vmax - vmin, 1e-12), 0, 1)
-    heat = (colormaps["jet"](scaled)[..., :3] * 255).astype(np.float32)
-    return (0.55 * image.astype(np.float32) + 0.45 * heat).astype(np.uint8)
+    heat = colormaps["jet"](scaled)[..., :3] * 255
+    alpha = 0.7 * scaled[..., None]
+    return (image * (1 - alpha) + heat * alpha).astype(np.uint8)
+
+
+def map_range(maps: np.ndarray) -> tuple[float, float]:
+    """Colour scale shared by a set of maps: from the median (typical normal) to the top."""
+    return float(np.percentile(maps, 50)), float(np.percentile(maps, 99.9))
 
 
 def png_base64(image: np.ndarray | Image.Image) -> str:
@@ -99,7 +109,7 @@ def write_report(
 ) -> Path:
     """A self-contained HTML file (images inlined) with metrics, histogram and map grid."""
     chosen = pick_examples(scores, labels, count)
-    vmin, vmax = float(np.percentile(maps, 1)), float(np.percentile(maps, 99.9))
+    vmin, vmax = map_range(maps)
     tiles = [
         {
             "name": Path(names[i]).parent.name + "/" + Path(names[i]).name,

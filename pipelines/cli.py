@@ -57,7 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from anomalyops.components.report import overlay
+    from anomalyops.components.report import map_range, overlay
     from anomalyops.components.train import load_trained
     from anomalyops.serving.imaging import ImageDecodeError, load_image
 
@@ -83,7 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        vmin, vmax = float(prediction.maps.min()), float(prediction.maps.max())
+        vmin, vmax = map_range(prediction.maps)
         from PIL import Image
 
         for name, image, anomaly_map in zip(names, images, prediction.maps, strict=True):
