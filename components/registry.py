@@ -138,16 +138,6 @@ class LocalServer:
         self.stop()
 
 
-@contextlib.contextmanager
-def start_local_server(root: str | Path | None = None, port: int | None = None) -> Iterator[str]:
-    """Run a local MLflow server for the block; yields its tracking URI."""
-    server = LocalServer(root or tempfile.mkdtemp(prefix="mlflow-"), port).start()
-    try:
-        yield server.uri
-    finally:
-        server.stop()
-
-
 # ---------------------------------------------------------------- retries
 
 

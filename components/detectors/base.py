@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from anomalyops.components.backbones import Backbone
+from anomalyops.components.backbones import Backbone, get_spec
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "detector.json"
@@ -138,6 +138,7 @@ class Detector(ABC):
             "format_version": FORMAT_VERSION,
             "config": dataclasses.asdict(self.config),
             "backbone_weights": self.backbone.weights,
+            "backbone_weights_source": get_spec(self.config.backbone).weights_source,
             "backbone_weights_sha256": self.backbone.weights_sha256,
         }
 
