@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from anomalyops.components.datasets import FolderDataset
+from anomalyops.serving.triton import free_port
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,12 +71,6 @@ class Decision:
 
 
 # ---------------------------------------------------------------- local server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalServer:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment
 from matplotlib import colormaps
-from PIL import Image
+
+from anomalyops.serving.imaging import png_base64
 
 
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
@@ -28,13 +29,6 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmin: float, vmax: float
 def map_range(maps: np.ndarray) -> tuple[float, float]:
     """Colour scale shared by a set of maps: from the median (typical normal) to the top."""
     return float(np.percentile(maps, 50)), float(np.percentile(maps, 99.9))
-
-
-def png_base64(image: np.ndarray | Image.Image) -> str:
-    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def histogram_png(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> str:

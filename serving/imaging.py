@@ -6,6 +6,7 @@ scores differently from the trained one. Both sides call `decode_image` and `res
 
 from __future__ import annotations
 
+import base64
 import io
 import warnings
 from pathlib import Path
@@ -67,6 +68,14 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def png_base64(image: np.ndarray | Image.Image) -> str:
+    """An image as base64 PNG text: masks in responses, pictures inlined in reports."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def load_image(

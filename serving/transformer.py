@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import base64
 import binascii
-import io
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,11 @@ from typing import Any
 import kserve
 import numpy as np
 from kserve.errors import InvalidInput
-from PIL import Image
 
 from anomalyops.serving.client import InferenceError, TritonClient
 from anomalyops.serving.contract import ModelContract, load_contract
-from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
+from anomalyops.serving.imaging import ImageDecodeError, decode_image, png_base64, resize
 from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
-
-
-def _png(mask: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(mask).save(buffer, format="PNG", optimize=False)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _positive(instance: dict, key: str, index: int) -> float | None:
@@ -123,7 +115,7 @@ class AnomalyTransformer(kserve.Model):
                     "normalised_score": float(score) / self.contract.image_threshold,
                     "threshold": threshold,
                     "label": label,
-                    "mask_png": _png(mask),
+                    "mask_png": png_base64(mask),
                 }
             )
             pixels = image.astype(np.float32)
