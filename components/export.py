@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
 import warnings
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from anomalyops.serving.contract import (
     ModelContract,
     load_contract,
 )
+from anomalyops.serving.reference import REFERENCE_FILE
 
 OPSET = 17
 # Protobuf cannot hold more than 2 GiB: past this, tensors go to model.onnx.data.
@@ -99,9 +101,11 @@ def export(
     """Export a fitted detector (or a `train` output directory) to `out_dir`.
 
     From a directory, thresholds and the dataset hash come from its thresholds.json and
-    training.json; from a detector object they must be passed. Lineage fields not known
-    yet (MLflow run, registered model, version) are written as null.
+    training.json, and its reference.json (what production should look like) is copied;
+    from a detector object they must be passed. Lineage fields not known yet (MLflow run,
+    registered model, version) are written as null.
     """
+    model_dir = None
     if isinstance(detector_or_model_dir, Detector):
         detector = detector_or_model_dir
         if thresholds is None:
@@ -152,6 +156,8 @@ def export(
         format_version=FORMAT_VERSION,
     )
     contract.save(out_dir)
+    if model_dir is not None and (model_dir / REFERENCE_FILE).is_file():
+        shutil.copyfile(model_dir / REFERENCE_FILE, out_dir / REFERENCE_FILE)
     return contract
 
 

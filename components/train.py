@@ -13,6 +13,8 @@ import numpy as np
 from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.detectors import Detector, create, load_detector
 from anomalyops.components.thresholds import Calibration, calibrate
+from anomalyops.serving.image_stats import image_statistics
+from anomalyops.serving.reference import Reference
 
 log = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
@@ -61,8 +63,10 @@ def train(
     held_out = model.predict(split.images[cal_idx])
     image_cal = calibrate(held_out.scores, target_fpr)
     pixel_cal = calibrate(held_out.maps.ravel(), pixel_fpr)
+    reference = Reference.measure(held_out.scores, [image_statistics(i) for i in split.images])
     output = Path(output)
     model.save(output)
+    reference.save(output)
     thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
     (output / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
     summary = {

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from anomalyops.components.datasets import IMAGE_SUFFIXES, FolderDataset
+from anomalyops.serving.image_stats import grey, image_statistics
 from anomalyops.serving.imaging import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,6 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def laplacian_variance(gray: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian: low when the image is out of focus."""
-    g = gray.astype(np.float64)
-    lap = -4 * g[1:-1, 1:-1] + g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:]
-    return float(lap.var()) if lap.size else 0.0
-
-
 def robust_z(values: np.ndarray) -> np.ndarray:
     """Median/MAD z-score: one bad image cannot hide itself by moving the mean."""
     values = np.asarray(values, dtype=np.float64)
@@ -140,15 +134,12 @@ def describe_image(path: Path) -> dict:
     except ImageDecodeError as error:
         row["error"] = str(error)
         return row
-    gray = np.asarray(Image.fromarray(pixels).convert("L"))
     row.update(
         height=int(pixels.shape[0]),
         width=int(pixels.shape[1]),
-        dhash=dhash(gray),
-        brightness=float(gray.mean()),
-        contrast=float(gray.std()),
-        sharpness=laplacian_variance(gray),
+        dhash=dhash(grey(pixels)),
         decode_ok=True,
+        **image_statistics(pixels),
     )
     return row
 

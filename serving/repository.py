@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from anomalyops.serving.contract import CONTRACT_FILE, ModelContract, load_contract
+from anomalyops.serving.reference import REFERENCE_FILE
 
 Flavour = Literal["onnxruntime", "python"]
 FLAVOURS: tuple[str, ...] = ("onnxruntime", "python")
@@ -163,7 +164,9 @@ def add_model(
         staging.mkdir()
         for source in sorted(export_dir.glob("model.onnx*")):
             shutil.copy2(source, staging / source.name)
-        shutil.copy2(export_dir / CONTRACT_FILE, staging / CONTRACT_FILE)
+        for name in (CONTRACT_FILE, REFERENCE_FILE):
+            if (export_dir / name).is_file():
+                shutil.copy2(export_dir / name, staging / name)
         if flavour == "python":
             shutil.copy2(PYTHON_MODEL, staging / "model.py")
         staging.rename(version_dir)  # fails rather than merge if the folder appeared

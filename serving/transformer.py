@@ -33,6 +33,7 @@ from kserve.errors import InvalidInput
 
 from anomalyops.serving.client import InferenceError, TritonClient
 from anomalyops.serving.contract import ModelContract, load_contract
+from anomalyops.serving.image_stats import image_statistics
 from anomalyops.serving.imaging import ImageDecodeError, decode_image, png_base64, resize
 from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
 
@@ -118,11 +119,11 @@ class AnomalyTransformer(kserve.Model):
                     "mask_png": png_base64(mask),
                 }
             )
-            pixels = image.astype(np.float32)
             records.append(
                 PredictionRecord(
-                    self.name, float(score), threshold, label, float(pixels.mean()),
-                    float(pixels.std()), size, self.contract.onnx.get("sha256"),
+                    self.name, float(score), threshold, label, **image_statistics(image),
+                    source_size=size, model_version=self.contract.lineage.get("model_version"),
+                    model_sha256=self.contract.onnx.get("sha256"),
                 )
             )  # fmt: skip
         self.log.write(records)

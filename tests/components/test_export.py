@@ -60,6 +60,9 @@ def test_contract_round_trips_with_lineage(trained, tmp_path):
     assert [i.name for i in graph.graph.input] == ["image"]
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert (tmp_path / "reference.json").read_bytes() == (
+        trained.model_dir / "reference.json"
+    ).read_bytes()  # what production should look like travels with the export
 
 
 def test_external_data_export_still_matches(trained, weld_splits, tmp_path):

@@ -4,6 +4,7 @@ import pytest
 
 from anomalyops.components.evaluate import evaluate
 from anomalyops.components.train import load_trained, split_holdout, train
+from anomalyops.serving.reference import load_reference
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,9 @@ def test_train_writes_model_thresholds_and_lineage(trained):
     summary = json.loads((model_dir / "training.json").read_text())
     assert len(summary["dataset_sha256"]) == 64 and summary["train_images"] == 30
     assert detector.fitted
+    reference = load_reference(model_dir)  # held-out scores + every training image's stats
+    assert len(reference.scores) == 7 and max(reference.scores) > 0
+    assert all(len(values) == 37 for values in reference.statistics.values())
 
 
 def test_evaluate_reports_metrics_and_html(trained, weld, tmp_path):

@@ -10,7 +10,8 @@ def test_python_flavour_layout_and_versions(weld_export, tmp_path):
     repo = build_repository(tmp_path, {"a": weld_export, "b": weld_export}, "python")
     for name in ("a", "b"):
         version = repo / name / "1"
-        assert {p.name for p in version.iterdir()} == {"model.onnx", "model.json", "model.py"}
+        files = {p.name for p in version.iterdir()}
+        assert files == {"model.onnx", "model.json", "reference.json", "model.py"}
         config = (repo / name / "config.pbtxt").read_text()
         assert f'name: "{name}"' in config and 'backend: "python"' in config
         assert "KIND_CPU" in config and "dynamic_batching" in config

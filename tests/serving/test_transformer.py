@@ -48,7 +48,7 @@ def test_scores_labels_masks_and_logs(transformer, weld, weld_export):
         assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     override = predict(url, [{"image": b64(good), "threshold": 1e9}]).json()["predictions"][0]
     assert override["label"] == "good" and override["score"] == pytest.approx(first["score"])
-    rows = sqlite3.connect(db).execute("SELECT variant, score, label, image_std FROM predictions")
+    rows = sqlite3.connect(db).execute("SELECT variant, score, label, contrast FROM predictions")
     rows = rows.fetchall()
     assert len(rows) == 3 and rows[0][0] == "weld" and rows[0][1] == pytest.approx(first["score"])
     assert all(row[3] > 0 for row in rows)
