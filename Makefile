@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
-DATA ?=
+DATA ?= tests/data/weld
 OUT ?= runs/demo
-VARIANT ?= demo
+VARIANT ?= weld
 
 .PHONY: venv demo test lint bench clean triton-venv
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data beside the repository, and small decoded splits."""
+"""Shared fixtures: real data (weld ships in tests/data; the larger sets beside the
+repository in ../shared/data), and small decoded splits."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))
-WELD = DATA / "battery_weld" / "weld"
-BOTTLE = DATA / "mvtec_ad" / "bottle"
-TILE = DATA / "magnetic_tile" / "tile"
+WELD = REPO / "tests" / "data" / "weld"  # shipped: weld tests never skip
 
 
 def require(path: Path) -> Path:
@@ -24,11 +23,6 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def weld() -> Path:
     return require(WELD)
-
-
-@pytest.fixture(scope="session")
-def bottle() -> Path:
-    return require(BOTTLE)
 
 
 @pytest.fixture(scope="session")
