@@ -13,13 +13,21 @@ from k8s_schemas import REPO, require_or_skip
 
 HELM = Path(os.environ.get("ANOMALYOPS_HELM", REPO / ".tools" / "helm"))
 CHART = REPO / "charts" / "anomalyops"
-# Helm's convention (chart-testing): one value set per ci/*-values.yaml, plus the defaults.
-VALUE_SETS = ["default", *sorted(p.name.removesuffix("-values.yaml")
-                                for p in (CHART / "ci").glob("*-values.yaml"))]  # fmt: skip
+# Helm's convention (chart-testing): one value set per ci/*-values.yaml; plus the defaults
+# and the example release platform/README.md installs.
+VALUE_FILES = {
+    "default": None,
+    **{
+        p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))
+    },
+    "platform-example": REPO / "platform" / "values" / "anomalyops-example.yaml",
+}
+VALUE_SETS = list(VALUE_FILES)
 
 
 def values_args(value_set: str) -> list[str]:
-    return [] if value_set == "default" else ["-f", str(CHART / "ci" / f"{value_set}-values.yaml")]
+    path = VALUE_FILES[value_set]
+    return [] if path is None else ["-f", str(path)]
 
 
 @pytest.fixture(scope="session")
