@@ -8,6 +8,7 @@ as the controller does. Every object is checked against the real InferenceServic
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -138,7 +139,7 @@ def writes(kube, name: str) -> list[tuple[str, dict]]:
 
 
 def test_create_then_canary_then_promote(kube, api):
-    settings = KServeSettings.from_json(__import__("json").dumps(FAST))
+    settings = KServeSettings.from_json(json.dumps(FAST))
     with FakeKServe(api, "weld", healthy=lambda uri: True) as kserve:
         first = rollout(api, settings, "weld", "s3://models/weld/v1", log=lambda _: None)
         assert (first.action, first.revision) == ("created", "weld-predictor-00001")
@@ -229,5 +230,5 @@ def test_gpu_line_matches_the_crd_and_a_misspelt_field_fails():
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['canary'\]"):
         KServeSettings.from_json('{"canary": 10}')
-    with pytest.raises(ValueError, match="canary_percent must be 0..100, got 150"):
+    with pytest.raises(ValueError, match=r"canary_percent must be 0\.\.100, got 150"):
         KServeSettings.from_json('{"canary_percent": 150}')
