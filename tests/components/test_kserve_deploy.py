@@ -2,21 +2,18 @@
 
 The real `kubernetes` client talks to an in-memory API server on 127.0.0.1 (kmock). What
 KServe's controller and Knative would do to the status (revisions, readiness, traffic)
-cannot run here: FakeKServe below stands in for them, driving the status through the API
-as the controller does. Every object is checked against the real InferenceService CRD.
+cannot run here: FakeKServe (tests/kube_api.py) stands in for them, driving the status
+through the API as the controller does. Every object is checked against the real CRD.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable
 
 import jsonschema
 import pytest
 from k8s_schemas import validate_custom_resource
-from kube_api import KubeApi
+from kube_api import FakeKServe, KubeApi
 
 from anomalyops.components.kserve_deploy import (
     GROUP,
@@ -31,83 +28,6 @@ from anomalyops.components.kserve_deploy import (
 
 NAMESPACE = "plant-a"
 FAST = {"namespace": NAMESPACE, "ready_timeout_s": 3.0, "poll_s": 0.05, "canary_percent": 20}
-
-
-class FakeKServe(threading.Thread):
-    """Stand-in for KServe's controller + Knative (no cluster here): spec -> revisions -> status.
-
-    Each new storageUri becomes a revision `<name>-predictor-0000N`, ready after DELAY
-    seconds when HEALTHY(uri), never otherwise. Traffic follows KServe's canary rules:
-    with canaryTrafficPercent the latest ready revision gets that share and the previously
-    rolled-out one the rest; without it the latest ready revision gets 100 %.
-    """
-
-    def __init__(self, api, name: str, healthy: Callable[[str], bool], delay: float = 0.2):
-        super().__init__(daemon=True)
-        self.api, self.name, self.healthy, self.delay = api, name, healthy, delay
-        self.revisions: list[tuple[str, str, bool]] = []  # (name, storageUri, ready)
-        self.rolled_out: str | None = None
-        self.traffic_seen: list[list[dict]] = []
-        self.seen: tuple | None = None
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        from kubernetes.client import ApiException
-
-        while not self.stopping.wait(0.02):
-            try:
-                obj = self.api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
-                                                            self.name)  # fmt: skip
-            except ApiException:
-                continue
-            predictor = obj["spec"]["predictor"]
-            state = (predictor["model"]["storageUri"], predictor.get("canaryTrafficPercent"))
-            if state != self.seen:
-                self.seen = state
-                time.sleep(self.delay)  # reconciling takes a moment: the old status stays
-                self.reconcile(*state)
-
-    def reconcile(self, uri: str, canary: int | None) -> None:
-        if not self.revisions or self.revisions[-1][1] != uri:
-            name = f"{self.name}-predictor-{len(self.revisions) + 1:05d}"
-            self.revisions.append((name, uri, self.healthy(uri)))
-        latest, _, latest_ok = self.revisions[-1]
-        ready = [r for r, _, ok in self.revisions if ok]
-        if latest_ok and canary and self.rolled_out and self.rolled_out != latest:
-            traffic = [
-                {"revisionName": latest, "percent": canary, "latestRevision": True},
-                {"revisionName": self.rolled_out, "percent": 100 - canary, "latestRevision": False},
-            ]
-        elif ready:
-            serving = latest if latest_ok else (self.rolled_out or ready[-1])
-            self.rolled_out = serving
-            traffic = [{"revisionName": serving, "percent": 100, "latestRevision": latest_ok}]
-        else:
-            traffic = []
-        self.traffic_seen.append(traffic)
-        condition = {"type": "Ready", "status": "True" if latest_ok else "False"}
-        if not latest_ok:
-            condition |= {"reason": "RevisionFailed", "message": f"{latest} failed to start"}
-        status = {
-            "conditions": [condition],
-            "components": {
-                "predictor": {
-                    "latestCreatedRevision": latest,
-                    "latestReadyRevision": ready[-1] if ready else None,
-                    "traffic": traffic,
-                }
-            },
-        }
-        self.api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL,
-                                                       self.name, {"status": status})  # fmt: skip
-
-    def __enter__(self) -> FakeKServe:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stopping.set()
-        self.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +60,7 @@ def writes(kube, name: str) -> list[tuple[str, dict]]:
 
 def test_create_then_canary_then_promote(kube, api):
     settings = KServeSettings.from_json(json.dumps(FAST))
-    with FakeKServe(api, "weld", healthy=lambda uri: True) as kserve:
+    with FakeKServe(api, NAMESPACE, "weld", healthy=lambda uri: True) as kserve:
         first = rollout(api, settings, "weld", "s3://models/weld/v1", log=lambda _: None)
         assert (first.action, first.revision) == ("created", "weld-predictor-00001")
         assert first.previous_storage_uri is None
@@ -170,7 +90,7 @@ def test_create_then_canary_then_promote(kube, api):
 
 def test_a_repeated_deploy_changes_nothing(kube, api):
     settings = KServeSettings(**FAST)
-    with FakeKServe(api, "bottle", healthy=lambda uri: True):
+    with FakeKServe(api, NAMESPACE, "bottle", healthy=lambda uri: True):
         rollout(api, settings, "bottle", "s3://models/bottle/v1", log=lambda _: None)
         again = rollout(api, settings, "bottle", "s3://models/bottle/v1", log=lambda _: None)
     assert (again.action, again.revision) == ("unchanged", "bottle-predictor-00001")
@@ -179,7 +99,9 @@ def test_a_repeated_deploy_changes_nothing(kube, api):
 
 def test_a_revision_that_never_gets_ready_is_rolled_back(kube, api):
     settings = KServeSettings(**FAST | {"ready_timeout_s": 1.0})
-    with FakeKServe(api, "tile", healthy=lambda uri: not uri.endswith("broken")) as kserve:
+    with FakeKServe(
+        api, NAMESPACE, "tile", healthy=lambda uri: not uri.endswith("broken")
+    ) as kserve:
         rollout(api, settings, "tile", "s3://models/tile/v1", log=lambda _: None)
         with pytest.raises(RolloutError, match=r"plant-a/tile: new revision for "
                            r"s3://models/tile/broken not ready after 1 s; rolled back to "
@@ -199,7 +121,7 @@ def test_a_revision_that_never_gets_ready_is_rolled_back(kube, api):
 def test_a_new_line_that_never_gets_ready_fails_clearly(api):
     settings = KServeSettings(**FAST | {"ready_timeout_s": 0.5})
     with (
-        FakeKServe(api, "weld-b", healthy=lambda uri: False),
+        FakeKServe(api, NAMESPACE, "weld-b", healthy=lambda uri: False),
         pytest.raises(RolloutError, match="plant-a/weld-b: created but not Ready after 0 s"),
     ):
         rollout(api, settings, "weld-b", "s3://models/weld/v1", log=lambda _: None)
