@@ -121,14 +121,17 @@ def inference_service(settings: KServeSettings, name: str, storage_uri: str) -> 
 
 
 def custom_objects_api(api_client=None):
-    """CustomObjectsApi from in-cluster credentials, else the local kubeconfig."""
+    """CustomObjectsApi from in-cluster credentials, else $KUBECONFIG or ~/.kube/config."""
+    import os
+
     from kubernetes import client, config
 
     if api_client is None:
         try:
             config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()
+            # The client reads $KUBECONFIG once, at import; read it at call time instead.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return client.CustomObjectsApi(api_client)
 
 

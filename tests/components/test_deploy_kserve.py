@@ -45,6 +45,7 @@ def kubeconfig(path, url: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # a real MLflow server, two registrations, uploads: ~60 s on 2 busy cores
 def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
     exported, s3_bucket, tmp_path, monkeypatch
 ):
