@@ -4,7 +4,9 @@ Locally it runs with `kfp.local` in subprocesses of this interpreter (no Docker,
 Kubernetes); on a cluster the same definition is submitted with `kfp.Client`, and the
 compiled YAML beside this file is what a cluster operator can upload by hand. Deploy
 writes the Triton model repository at `triton_repository` (locally a folder; on a cluster
-a volume the Triton ServingRuntime reads), `python` flavour on CPU, `onnxruntime` on GPU.
+a volume the Triton ServingRuntime reads), `python` flavour on CPU, `onnxruntime` on GPU;
+with `triton_url` (a running Triton's model-control address) the new champion is also
+loaded there and served at once.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -43,6 +45,7 @@ def training_pipeline(
     calibration_fraction: float = 0.2,
     min_images: int = 10,
     require_uniform_size: bool = False,
+    triton_url: str = "",
 ) -> str:
     validated = validate_component(
         data=data, min_images=min_images, require_uniform_size=require_uniform_size
@@ -70,7 +73,10 @@ def training_pipeline(
         tracking_uri=tracking_uri,
     )
     deployed = deploy_component(
-        decision_json=registered.output, repository=triton_repository, flavour=triton_flavour
+        decision_json=registered.output,
+        repository=triton_repository,
+        flavour=triton_flavour,
+        triton_url=triton_url,
     )
     # The data folder, registry and repository change outside KFP's view: never reuse results.
     for task in (validated, trained, evaluated, exported, registered, deployed):
