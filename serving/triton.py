@@ -76,6 +76,8 @@ class PortInUseError(RuntimeError):
 def require_free_port(port: int, what: str) -> None:
     """Refuse a taken port up front, so a stale server is never mistaken for ours."""
     with socket.socket() as sock:
+        # As servers do: a port left in TIME_WAIT is free, one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
