@@ -88,7 +88,7 @@ def switch_version(repository: str | Path, name: str, version: int,
             answered = probe(triton_url, name, model_dir / str(version))
             if answered != str(version):
                 raise ModelControlError(f"{name!r} answered as version {answered}, not {version}")
-        except ModelControlError as error:
+        except Exception as error:  # whatever failed, the old version must serve on
             for path, text in before.items():  # back to exactly what was there
                 if text is None:
                     path.unlink(missing_ok=True)
