@@ -533,3 +533,31 @@ def _gate(client, variant, version, metrics, eval_hash, retry) -> tuple[bool, st
         retry("set champion", lambda: client.set_registered_model_alias(variant, CHAMPION, version))
         return True, reason, str(version)
     return False, reason, str(current.version) if current else ""
+
+
+def set_champion(tracking_uri: str, variant: str, version: str) -> str | None:
+    """Point `champion` at VERSION (rollback, or undoing a failed deploy); returns the old one.
+
+    Refuses a version the registry does not hold. Taken under the variant lock, like a
+    promotion, so it cannot interleave with one.
+    """
+    client = _client(tracking_uri)
+
+    def exists() -> bool:
+        try:
+            client.get_model_version(variant, str(version))
+            return True
+        except Exception as error:
+            if _error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return False
+            raise
+
+    if not with_retries("read version", exists):
+        raise RegistryError(f"registered model {variant!r} has no version {version}")
+    with _variant_lock(client, variant):
+        current = with_retries("read champion", lambda: _champion(client, variant))
+        with_retries(
+            "set champion",
+            lambda: client.set_registered_model_alias(variant, CHAMPION, str(version)),
+        )
+    return str(current.version) if current is not None else None

@@ -31,6 +31,7 @@ def _arguments(args: argparse.Namespace, data: str, tracking_uri: str, repositor
         "calibration_fraction": args.calibration_fraction,
         "min_images": args.min_images,
         "require_uniform_size": args.require_uniform_size,
+        "triton_url": args.triton_url or "",
     }
 
 
@@ -217,6 +218,11 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
         choices=FLAVOURS,
         default="python",
         help="python (CPU, the bundled local Triton) or onnxruntime (GPU nodes)",
+    )
+    run.add_argument(
+        "--triton-url",
+        help="model-control address of a running Triton (printed by `anomalyops serve`): "
+        "the new champion is loaded there at once",
     )
     run.add_argument(
         "--deploy-target",

@@ -8,7 +8,9 @@ a path the step can read) into its Dataset artifact. Deploy writes the Triton mo
 repository at `triton_repository`: locally a folder (`deploy_target="repository"`); on a
 cluster (`deploy_target="kserve"`) a bucket URI, with the line's InferenceService rolled
 to the new version (`kserve_json`: components/kserve_deploy.KServeSettings). `python`
-flavour on CPU, `onnxruntime` on GPU. Image, resources and GPUs: cluster_settings.py.
+flavour on CPU, `onnxruntime` on GPU; with `triton_url` (a running Triton's model-control
+address) the new champion is also loaded there and served at once. Image, resources and
+GPUs: cluster_settings.py.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -54,6 +56,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         calibration_fraction: float = 0.2,
         min_images: int = 10,
         require_uniform_size: bool = False,
+        triton_url: str = "",
     ) -> str:
         validated = validate_component(
             data=data, min_images=min_images, require_uniform_size=require_uniform_size
@@ -84,6 +87,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
             decision_json=registered.output,
             repository=triton_repository,
             flavour=triton_flavour,
+            triton_url=triton_url,
             target=deploy_target,
             kserve_json=kserve_json,
         )

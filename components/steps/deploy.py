@@ -1,12 +1,16 @@
-"""Deploy step: put the new champion into a versioned Triton model repository.
+"""Deploy step: serve the new champion from a versioned Triton model repository.
 
 Runs after register on every pipeline run. Only a version that became champion is
 deployed; otherwise the step writes nothing and says why (the champion keeps serving).
 What is deployed is what the registry holds (the run's `export/`, lineage stamped with
 the version), not a local file, and only while that version is still champion: checked
 under a per-model lock, so concurrent deploys of one variant cannot put an older
-champion on top. Each deploy adds a new Triton version folder (serving/repository.py),
-written whole or not at all, so a failed deploy leaves the served version in place.
+champion on top. Each deploy adds the Triton version folder numbered like the
+registered version (serving/repository.py), written whole or not at all, and switches
+what is served to it (serving/model_control.py): with a Triton URL, the running server
+loads it and the old version is retired only once the new one answers. A version that
+fails to load leaves the previous one serving; the `champion` alias is then moved back
+to that version, so the registry's champion is always what is served, and the step fails.
 
 With `target="kserve"` (a cluster) the version becomes a Triton repository under its own
 prefix of a bucket (`REPOSITORY/<variant>/v<version>`) and the line's InferenceService is
@@ -18,10 +22,15 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from anomalyops.components.registry import champion_version, download_export
+from anomalyops.components.registry import champion_version, download_export, set_champion
 from anomalyops.components.steps import component
 from anomalyops.serving.contract import ContractError, load_contract
-from anomalyops.serving.repository import FLAVOURS, add_model, latest_version, model_lock
+from anomalyops.serving.model_control import ModelControlError, switch_version
+from anomalyops.serving.repository import FLAVOURS, add_model, model_lock, served_version
+
+
+class DeployError(RuntimeError):
+    """The new version could not be served; the previous one still is."""
 
 
 @dataclass
@@ -60,12 +69,15 @@ def deploy_step(
     decision: dict,
     repository: str,
     flavour: str = "python",
+    triton_url: str = "",
     target: str = "repository",
     kserve_json: str = "{}",
 ) -> Deployment:
-    """Add DECISION's version to REPOSITORY if it is (still) champion; else change nothing.
+    """Serve DECISION's version from REPOSITORY if it is (still) champion; else change nothing.
 
-    TARGET "kserve": REPOSITORY is a bucket URI and KSERVE_JSON the KServeSettings.
+    TRITON_URL is a running Triton's model-control address ("" = none running: only the
+    repository changes and `anomalyops serve` loads it at start). TARGET "kserve":
+    REPOSITORY is a bucket URI and KSERVE_JSON the KServeSettings.
     """
     for key in ("variant", "version", "run_id", "promoted", "champion", "tracking_uri"):
         if key not in decision:
@@ -95,18 +107,26 @@ def deploy_step(
         if current != version:
             return result(False, f"{variant} champion is now v{current}, not v{version}; "
                                  "repository unchanged")  # fmt: skip
-        latest = latest_version(model_dir)
-        if latest is not None:
-            lineage = load_contract(latest).lineage
-            if lineage.get("mlflow_run_id") == decision["run_id"]:
-                return result(True, f"{variant} v{version} already deployed", latest.name)
+        served = served_version(model_dir)
+        if str(served) == version and not triton_url:
+            return result(True, f"{variant} v{version} already deployed", version)
         with tempfile.TemporaryDirectory(prefix="anomalyops-deploy-") as scratch:
             export_dir = download_export(decision["tracking_uri"], decision["run_id"], scratch)
             _check_lineage(export_dir, variant, version, decision["run_id"])
-            version_dir = add_model(repository, variant, export_dir, flavour)
+            version_dir = add_model(repository, variant, export_dir, flavour, serve=False)
+        try:
+            switch_version(repository, variant, int(version_dir.name), triton_url or None)
+        except ModelControlError as error:
+            undo = "no champion to fall back to"
+            if served is not None:
+                set_champion(decision["tracking_uri"], variant, str(served))
+                undo = f"champion alias moved back to v{served}"
+            raise DeployError(f"deploy of {variant} v{version} failed: {error}; {undo}") from None
+    where = f"loaded by Triton at {triton_url}" if triton_url else "served from the next start"
     return result(
         True,
-        f"{variant} v{version} deployed as Triton model {variant!r} version {version_dir.name}",
+        f"{variant} v{version} deployed as Triton model {variant!r} version {version_dir.name}, "
+        f"{where}" + (f" (replacing version {served})" if served else ""),
         version_dir.name,
     )
 
@@ -129,7 +149,7 @@ def _deploy_to_kserve(
     def result(deployed: bool, reason: str) -> Deployment:
         return Deployment(
             deployed, reason, repository, variant, flavour, version,
-            triton_version="1" if deployed else None, target="kserve",
+            triton_version=version if deployed else None, target="kserve",
             storage_uri=storage_uri, inference_service=f"{settings.namespace}/{name}",
         )  # fmt: skip
 
@@ -149,7 +169,12 @@ def _deploy_to_kserve(
 
 @component
 def deploy_component(
-    decision_json: str, repository: str, flavour: str, target: str, kserve_json: str
+    decision_json: str,
+    repository: str,
+    flavour: str,
+    triton_url: str = "",
+    target: str = "repository",
+    kserve_json: str = "{}",
 ) -> str:
     """Deploy the registered version if it became champion; returns decision + deployment."""
     import json
@@ -157,6 +182,6 @@ def deploy_component(
     from anomalyops.components.steps.deploy import deploy_step
 
     decision = json.loads(decision_json)
-    deployment = deploy_step(decision, repository, flavour, target, kserve_json)
+    deployment = deploy_step(decision, repository, flavour, triton_url, target, kserve_json)
     print(f"deploy: {deployment.reason}")
     return json.dumps({"decision": decision, "deployment": deployment.to_dict()})
