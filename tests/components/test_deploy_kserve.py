@@ -62,15 +62,15 @@ def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
             api = custom_objects_api(kube.api_client())
             with FakeKServe(api, NAMESPACE, "weld", healthy=lambda uri: True):
                 deployed = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
-                                       "kserve", KSERVE)  # fmt: skip
+                                       target="kserve", kserve_json=KSERVE)  # fmt: skip
                 second = register(exported / "model", {"image_auroc": 0.95}, "weld", mlflow.uri,
                                   eval_dataset_sha256="e" * 64,
                                   export_dir=exported / "export")  # fmt: skip
                 rolled = deploy_step(second.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
-                                     "kserve", KSERVE)  # fmt: skip
+                                     target="kserve", kserve_json=KSERVE)  # fmt: skip
             # A stale decision (v1 claiming champion again) leaves the line alone.
-            stale = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime", "kserve",
-                                KSERVE)  # fmt: skip
+            stale = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
+                                target="kserve", kserve_json=KSERVE)  # fmt: skip
             final = api.get_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, "weld")
 
     assert deployed.deployed and "created on InferenceService plant-a/weld" in deployed.reason
@@ -84,9 +84,9 @@ def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
 
     download(rolled.storage_uri, repository)
     assert {p.relative_to(repository).as_posix() for p in repository.rglob("*") if p.is_file()} >= {
-        "weld/config.pbtxt", "weld/1/model.onnx", "weld/1/model.json"}  # fmt: skip
+        "weld/config.pbtxt", "weld/2/model.onnx", "weld/2/model.json"}  # fmt: skip
     assert 'platform: "onnxruntime_onnx"' in (repository / "weld" / "config.pbtxt").read_text()
-    lineage = load_contract(repository / "weld" / "1").lineage
+    lineage = load_contract(repository / "weld" / "2").lineage  # folder = registered version
     assert (lineage["model_version"], lineage["mlflow_run_id"]) == ("2", second.run_id)
 
 
@@ -94,6 +94,6 @@ def test_kserve_target_needs_a_bucket_repository(tmp_path):
     decision = {"variant": "weld", "version": "1", "run_id": "r", "promoted": True,
                 "champion": "1", "tracking_uri": "http://127.0.0.1:9", "reason": ""}  # fmt: skip
     with pytest.raises(ValueError, match="target kserve needs REPOSITORY as s3:// or gs://"):
-        deploy_step(decision, str(tmp_path), "onnxruntime", "kserve", KSERVE)
+        deploy_step(decision, str(tmp_path), "onnxruntime", target="kserve", kserve_json=KSERVE)
     with pytest.raises(ValueError, match="target must be one of"):
-        deploy_step(decision, str(tmp_path), "onnxruntime", "cluster")
+        deploy_step(decision, str(tmp_path), "onnxruntime", target="cluster")
