@@ -1,5 +1,7 @@
 """Latency the front adds: one 256×256 weld image scored on the bundled Triton, direct and
 through serving/front.py, interleaved in one sitting (timings here vary ±50 % run to run).
+Both run as `anomalyops serve` runs them (its own process), not in this one, whose GIL
+the client would share.
 
     .venv/bin/python tests/benchmarks/front.py [--requests 100]
 
@@ -12,6 +14,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +24,9 @@ import tritonclient.http as triton_http
 
 from anomalyops.components.export import export
 from anomalyops.components.train import train
-from anomalyops.serving.front import Front
 from anomalyops.serving.imaging import load_image
 from anomalyops.serving.repository import build_repository
-from anomalyops.serving.triton import TritonServer, free_port
+from anomalyops.serving.triton import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))
@@ -39,10 +42,17 @@ def main() -> None:
     export(work / "model", work / "export")
     repo = build_repository(work / "repository", {"weld": work / "export"})
     image = load_image(sorted((WELD / "test" / "good").glob("*"))[0], (256, 256))[None]
-    with TritonServer(repo) as server, Front(server.url, free_port()) as front:
+    port, triton_port = free_port(), free_port()
+    command = [sys.executable, "-m", "anomalyops.pipelines.cli", "serve", "--repository",
+               str(repo), "--port", str(port), "--triton-port", str(triton_port)]  # fmt: skip
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        while "plants:" not in serve.stdout.readline():
+            if serve.poll() is not None:
+                raise SystemExit("anomalyops serve did not start")
         clients = {
-            "direct": triton_http.InferenceServerClient(server.url),
-            "front": triton_http.InferenceServerClient(front.url),
+            "direct": triton_http.InferenceServerClient(f"127.0.0.1:{triton_port}"),
+            "front": triton_http.InferenceServerClient(f"127.0.0.1:{port}"),
         }
         tensor = triton_http.InferInput("image", list(image.shape), "UINT8")
         tensor.set_data_from_numpy(image)
@@ -55,6 +65,9 @@ def main() -> None:
                 started = time.perf_counter()
                 client.infer("weld", [tensor])
                 times[name].append((time.perf_counter() - started) * 1000)
+    finally:
+        serve.terminate()
+        serve.wait(60)
     results = {
         name: {
             "median_ms": round(statistics.median(values), 2),
