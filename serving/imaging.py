@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,23 @@ from PIL import Image
 
 # A decompression bomb (a tiny file that inflates to gigapixels) is refused, not decoded.
 MAX_PIXELS = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one decode may cost, checked before any pixel is decoded.
+
+    Pixels alone undercount: a 124 KB 16-bit 8000x8000 PNG is 64 M pixels but 128 MB
+    decoded. `decoded_bytes` counts width x height x channels x bytes per sample from
+    the header. The defaults suit training files; a server passes tighter ones.
+    """
+
+    encoded_bytes: int = 256 << 20
+    decoded_bytes: int = 256 << 20
+    pixels: int = MAX_PIXELS
+
+
+DEFAULT_LIMITS = DecodeLimits()
 
 
 class ImageDecodeError(ValueError):
@@ -41,23 +60,44 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(source: bytes | str | Path, name: str | None = None) -> np.ndarray:
+def decoded_bytes(image: Image.Image) -> int:
+    """Bytes the pixels take once decoded, from the header alone (nothing decoded)."""
+    mode = image.mode
+    sample = 2 if mode.startswith("I;16") else 4 if mode in ("I", "F") else 1
+    width, height = image.size
+    return width * height * Image.getmodebands(mode) * sample
+
+
+def decode_image(
+    source: bytes | str | Path, name: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> np.ndarray:
     """Decode a file or bytes to an H×W×3 uint8 RGB array, or raise ImageDecodeError."""
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
+        if not isinstance(source, bytes) and Path(source).stat().st_size > limits.encoded_bytes:
+            raise ImageDecodeError(f"{label}: file larger than {limits.encoded_bytes} bytes")
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as error:
         raise ImageDecodeError(f"{label}: cannot read file ({error.strerror or error})") from None
     if not data:
         raise ImageDecodeError(f"{label}: empty file (0 bytes)")
+    if len(data) > limits.encoded_bytes:
+        raise ImageDecodeError(
+            f"{label}: {len(data)} encoded bytes exceeds the limit of {limits.encoded_bytes}"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                if width * height > MAX_PIXELS:
+                if width * height > limits.pixels:
                     raise ImageDecodeError(
-                        f"{label}: {width}x{height} pixels exceeds the limit of {MAX_PIXELS}"
+                        f"{label}: {width}x{height} pixels exceeds the limit of {limits.pixels}"
+                    )
+                if (size := decoded_bytes(image)) > limits.decoded_bytes:
+                    raise ImageDecodeError(
+                        f"{label}: {width}x{height} {image.mode} decodes to {size} bytes, "
+                        f"over the limit of {limits.decoded_bytes}"
                     )
                 image.load()
                 return _to_rgb_array(image)
@@ -67,6 +107,21 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> np.ndar
         raise ImageDecodeError(f"{label}: refused as a decompression bomb ({error})") from None
     except Exception as error:  # PIL raises many types for bad data; name the file instead
         raise ImageDecodeError(f"{label}: not a decodable image ({error})") from None
+
+
+class Decoder:
+    """Decodes under LIMITS, at most CONCURRENT at once: a server's memory budget for
+    decoding is then about CONCURRENT x the decoded-bytes cap (times the RGB copies)."""
+
+    def __init__(self, limits: DecodeLimits, concurrent: int) -> None:
+        if concurrent < 1:
+            raise ValueError(f"concurrent decodes must be at least 1, got {concurrent}")
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(concurrent)
+
+    def __call__(self, data: bytes, name: str) -> np.ndarray:
+        with self._slots:
+            return decode_image(data, name, self.limits)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
