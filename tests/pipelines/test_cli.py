@@ -51,7 +51,7 @@ def test_blank_frames_are_unusable_never_good(model, weld, tmp_path, capsys):
     good = str(sorted((weld / "test" / "good").glob("*.png"))[0])
     assert main(["predict", "--model", str(model), "--out", str(tmp_path), good,
                  *map(str, frames)]) == 0  # fmt: skip
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     rows = json.loads((tmp_path / "predictions.json").read_text())
     assert [r["label"] for r in rows[1:]] == ["unusable", "unusable"]
     assert rows[0]["label"] != "unusable" and rows[0]["problems"] == []
