@@ -59,27 +59,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from anomalyops.components.report import map_range, overlay
     from anomalyops.components.train import load_trained
-    from anomalyops.serving.imaging import ImageDecodeError, load_image
+    from anomalyops.serving.frame_check import FrameCheck
+    from anomalyops.serving.image_stats import image_statistics
+    from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
+    from anomalyops.serving.reference import ReferenceError, load_reference
 
     detector, thresholds = load_trained(args.model)
     threshold = args.threshold if args.threshold is not None else thresholds["image"]["threshold"]
     size = detector.config.input_size
-    images, names, failures = [], [], 0
+    try:
+        frames = FrameCheck.from_reference(load_reference(args.model), size)
+    except ReferenceError as error:
+        frames = None
+        print(f"note: unusable frames are not flagged: {error}", file=sys.stderr)
+    images, names, problems, failures = [], [], [], 0
     for path in args.images:
         try:
-            images.append(load_image(path, size))
-            names.append(path)
+            source = decode_image(path)
         except ImageDecodeError as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
+            continue
+        images.append(resize(source, size))
+        names.append(path)
+        found = frames.problems(image_statistics(images[-1]), source.shape[:2]) if frames else []
+        problems.append(found)
     if not images:
         return 2
     prediction = detector.predict(np.stack(images), progress=len(images) > 8)
     rows = []
-    for name, score in zip(names, prediction.scores, strict=True):
-        label = "anomalous" if score > threshold else "good"
-        rows.append({"image": name, "score": float(score), "label": label})
+    for name, score, found in zip(names, prediction.scores, problems, strict=True):
+        label = "unusable" if found else "anomalous" if score > threshold else "good"
+        rows.append({"image": name, "score": float(score), "label": label, "problems": found})
         print(f"{name}\t{score:.4f}\t{label}")
+        if found:
+            print(f"unusable: {name}: {'; '.join(found)}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -37,20 +37,30 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from anomalyops.serving.client import InferenceError, TritonClient
+    from anomalyops.serving.served_versions import ServedVersions
 
+    versions = None
+    if args.repository:
+        versions = ServedVersions(args.repository, args.model)
+    else:
+        print("note: no --repository: thresholds from Triton's config, unusable frames "
+              "(dark, blown out, blurred) are not flagged", file=sys.stderr)  # fmt: skip
     try:
         with TritonClient(
             args.url, args.model, args.timeout, args.retries, args.batch_size
         ) as client:
-            results = client.score_files(args.images, args.threshold)
+            results = client.score_files(args.images, args.threshold, versions)
     except InferenceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for result in results:
         if result.error:
             print(f"error: {result.error}", file=sys.stderr)
-        else:
-            print(f"{result.name}\t{result.score:.4f}\t{result.label or '-'}")
+            continue
+        version = f"\tv{result.version}" if versions else ""
+        print(f"{result.name}\t{result.score:.4f}\t{result.label or '-'}{version}")
+        if result.problems:
+            print(f"unusable: {result.name}: {'; '.join(result.problems)}", file=sys.stderr)
     return 1 if any(r.error for r in results) else 0
 
 
@@ -107,6 +117,11 @@ def add_infer(commands: argparse._SubParsersAction) -> None:
     infer.add_argument("--url", required=True, help="Triton HTTP address, e.g. 127.0.0.1:8000")
     infer.add_argument("--model", required=True, help="Triton model (product variant)")
     infer.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    infer.add_argument(
+        "--repository",
+        help="the Triton model repository (or a copy): label with the thresholds of the "
+        "version that answered and flag unusable frames from its reference.json",
+    )
     infer.add_argument("--batch-size", type=int, default=8)
     infer.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     infer.add_argument("--retries", type=int, default=3, help="retries on connection errors")

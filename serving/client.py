@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from anomalyops.serving.imaging import ImageDecodeError, load_image
+from anomalyops.serving.image_stats import image_statistics
+from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
+from anomalyops.serving.served_versions import VersionError
+
+if TYPE_CHECKING:
+    from anomalyops.serving.served_versions import ServedVersions
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {"429", "502", "503", "504"}
@@ -27,6 +33,12 @@ class InferenceError(RuntimeError):
     """Triton refused or could not answer a request; the message says why."""
 
 
+class Inference(NamedTuple):
+    scores: np.ndarray
+    maps: np.ndarray
+    version: str  # the model version Triton says scored the batch
+
+
 @dataclass
 class ImageResult:
     name: str
@@ -34,6 +46,8 @@ class ImageResult:
     label: str | None = None
     anomaly_map: np.ndarray | None = None
     error: str | None = None
+    version: str | None = None
+    problems: list[str] = field(default_factory=list)  # why the frame is unusable
 
 
 def _retryable(error: Exception) -> bool:
@@ -86,12 +100,21 @@ class TritonClient:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def config(self) -> dict:
+        """Triton's config of the model as it is now (a deploy may change it)."""
+        return self._call(f"model {self.model!r} config", self.client.get_model_config, self.model)
+
+    def versions(self) -> list[str]:
+        """The versions Triton has loaded for the model."""
+        metadata = self._call(
+            f"model {self.model!r} metadata", self.client.get_model_metadata, self.model
+        )
+        return [str(v) for v in metadata.get("versions", [])]
+
     def metadata(self) -> tuple[tuple[int, int], dict[str, float]]:
         """(input height, width) and the calibrated thresholds the server publishes."""
         if self._metadata is None:
-            config = self._call(
-                f"model {self.model!r} config", self.client.get_model_config, self.model
-            )
+            config = self.config()
             dims = [int(d) for d in config["input"][0]["dims"]]
             parameters = config.get("parameters", {})
             thresholds = {
@@ -102,8 +125,9 @@ class TritonClient:
             self._metadata = ((dims[0], dims[1]), thresholds)
         return self._metadata
 
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw scores (N) and anomaly maps (N×H×W) for uint8 N×H×W×3 images."""
+    def infer(self, images: np.ndarray) -> Inference:
+        """Raw scores (N), anomaly maps (N×H×W) and the version that answered, for uint8
+        N×H×W×3 images (one request: split batches larger than the model's max batch)."""
         tensor = triton_http.InferInput("image", list(images.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(images), binary_data=True)
         outputs = [
@@ -113,32 +137,54 @@ class TritonClient:
         result = self._call(
             f"infer on {self.model!r}", self.client.infer, self.model, [tensor], outputs=outputs
         )
-        return result.as_numpy("score").reshape(-1), result.as_numpy("anomaly_map")[:, 0]
+        version = str(result.get_response().get("model_version", ""))
+        return Inference(
+            result.as_numpy("score").reshape(-1), result.as_numpy("anomaly_map")[:, 0], version
+        )
 
     def score_files(
-        self, sources: list[str | Path], threshold: float | None = None
+        self,
+        sources: list[str | Path],
+        threshold: float | None = None,
+        versions: ServedVersions | None = None,
     ) -> list[ImageResult]:
-        """One result per source, in order; undecodable or rejected ones carry `error`."""
+        """One result per source, in order; undecodable or rejected ones carry `error`.
+
+        With VERSIONS (the model's folders in the Triton repository) each batch is labelled
+        with the thresholds of the version that answered it, and frames outside its
+        training images are labelled 'unusable'; without, the thresholds Triton's config
+        publishes apply and frames are not checked.
+        """
         size, thresholds = self.metadata()
-        threshold = thresholds.get("image") if threshold is None else threshold
         results = [ImageResult(str(source)) for source in sources]
-        pending: list[tuple[int, np.ndarray]] = []
+        pending: list[tuple[int, np.ndarray, tuple[int, int]]] = []
         for index, source in enumerate(sources):
             try:
-                pending.append((index, load_image(source, size)))
+                image = decode_image(source)
+                pending.append((index, resize(image, size), image.shape[:2]))
             except ImageDecodeError as error:
                 results[index].error = str(error)
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start : start + self.batch_size]
             try:
-                scores, maps = self.infer(np.stack([image for _, image in chunk]))
-            except InferenceError as error:
-                for index, _ in chunk:
+                scores, maps, version = self.infer(np.stack([image for _, image, _ in chunk]))
+                served = versions.get(version) if versions else None
+            except (InferenceError, VersionError) as error:
+                for index, _, _ in chunk:
                     results[index].error = str(error)
                 continue
-            for (index, _), score, anomaly_map in zip(chunk, scores, maps, strict=True):
+            limit = threshold
+            if limit is None:
+                limit = served.contract.image_threshold if served else thresholds.get("image")
+            for (index, image, source), score, anomaly_map in zip(chunk, scores, maps,
+                                                                  strict=True):  # fmt: skip
                 result = results[index]
                 result.score, result.anomaly_map = float(score), anomaly_map
-                if threshold is not None:
-                    result.label = "anomalous" if score > threshold else "good"
+                result.version = version
+                if served:
+                    result.problems = served.frames.problems(image_statistics(image), source)
+                if result.problems:
+                    result.label = "unusable"
+                elif limit is not None:
+                    result.label = "anomalous" if score > limit else "good"
         return results

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,39 +20,84 @@ from PIL import Image
 MAX_PIXELS = 64 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one decode may cost, checked before any pixel is decoded.
+
+    Pixels alone undercount: a 124 KB 16-bit 8000x8000 PNG is 64 M pixels but 128 MB
+    decoded. `decoded_bytes` counts width x height x channels x bytes per sample from
+    the header. The defaults suit training files; a server passes tighter ones.
+    """
+
+    encoded_bytes: int = 256 << 20
+    decoded_bytes: int = 256 << 20
+    pixels: int = MAX_PIXELS
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
 class ImageDecodeError(ValueError):
     """An image that cannot be decoded; the message names its source."""
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Any PIL mode (1, L, P, RGBA, CMYK, I;16, I, F, ...) as H×W×3 uint8."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
-        gray = np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8)
+    """Any PIL mode (1, L, P, RGBA, CMYK, I;16, I, F, ...) as H×W×3 uint8.
+
+    16-bit grey is scaled by 255/65535 in integers (rounded), never through float64: a
+    16-bit 20-megapixel frame would need 160 MB per copy in float64.
+    """
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        pixels = np.asarray(image)
+        if image.mode == "F":
+            pixels = np.rint(np.nan_to_num(pixels, nan=0.0, posinf=65535.0, neginf=0.0))
+        wide = image.mode.startswith("I;16") or pixels.max(initial=0) > 255
+        pixels = np.clip(pixels, 0, 65535 if wide else 255).astype(np.uint32)
+        gray = ((pixels * 255 + 32767) // 65535 if wide else pixels).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(source: bytes | str | Path, name: str | None = None) -> np.ndarray:
+def decoded_bytes(image: Image.Image) -> int:
+    """Bytes the pixels take once decoded, from the header alone (nothing decoded)."""
+    mode = image.mode
+    sample = 2 if mode.startswith("I;16") else 4 if mode in ("I", "F") else 1
+    width, height = image.size
+    return width * height * Image.getmodebands(mode) * sample
+
+
+def decode_image(
+    source: bytes | str | Path, name: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> np.ndarray:
     """Decode a file or bytes to an H×W×3 uint8 RGB array, or raise ImageDecodeError."""
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
+        if not isinstance(source, bytes) and Path(source).stat().st_size > limits.encoded_bytes:
+            raise ImageDecodeError(f"{label}: file larger than {limits.encoded_bytes} bytes")
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as error:
         raise ImageDecodeError(f"{label}: cannot read file ({error.strerror or error})") from None
     if not data:
         raise ImageDecodeError(f"{label}: empty file (0 bytes)")
+    if len(data) > limits.encoded_bytes:
+        raise ImageDecodeError(
+            f"{label}: {len(data)} encoded bytes exceeds the limit of {limits.encoded_bytes}"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                if width * height > MAX_PIXELS:
+                if width * height > limits.pixels:
                     raise ImageDecodeError(
-                        f"{label}: {width}x{height} pixels exceeds the limit of {MAX_PIXELS}"
+                        f"{label}: {width}x{height} pixels exceeds the limit of {limits.pixels}"
+                    )
+                if (size := decoded_bytes(image)) > limits.decoded_bytes:
+                    raise ImageDecodeError(
+                        f"{label}: {width}x{height} {image.mode} decodes to {size} bytes, "
+                        f"over the limit of {limits.decoded_bytes}"
                     )
                 image.load()
                 return _to_rgb_array(image)
@@ -60,6 +107,21 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> np.ndar
         raise ImageDecodeError(f"{label}: refused as a decompression bomb ({error})") from None
     except Exception as error:  # PIL raises many types for bad data; name the file instead
         raise ImageDecodeError(f"{label}: not a decodable image ({error})") from None
+
+
+class Decoder:
+    """Decodes under LIMITS, at most CONCURRENT at once: a server's memory budget for
+    decoding is then about CONCURRENT x the decoded-bytes cap (times the RGB copies)."""
+
+    def __init__(self, limits: DecodeLimits, concurrent: int) -> None:
+        if concurrent < 1:
+            raise ValueError(f"concurrent decodes must be at least 1, got {concurrent}")
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(concurrent)
+
+    def __call__(self, data: bytes, name: str) -> np.ndarray:
+        with self._slots:
+            return decode_image(data, name, self.limits)
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

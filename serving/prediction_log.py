@@ -15,7 +15,7 @@ committed before the answer:
 | line          | TEXT    | production line that sent the image ('' when not said)         |
 | model_version | TEXT    | registered version that scored it (Triton's response says)     |
 | model_sha256  | TEXT    | sha256 of that version's model.onnx                            |
-| score         | REAL    | raw anomaly score (NULL for an unusable frame)                 |
+| score         | REAL    | raw anomaly score (unusable frames too; NULL when not computed) |
 | threshold     | REAL    | image threshold applied (after any per-request override)       |
 | label         | TEXT    | 'good', 'anomalous' or 'unusable' (outside the training images) |
 | brightness    | REAL    | mean grey level of the model input (serving/image_stats.py)    |

@@ -157,7 +157,7 @@ def main() -> None:
         }
         if "transformer" in args.paths:
             url = stack.enter_context(
-                TransformerProcess("weld", server.url, export_dir, workdir / "log.db", free_port())
+                TransformerProcess("weld", server.url, repo, workdir / "log.db", free_port())
             )
             senders["transformer"] = lambda batch: transformer_sender(url, encoded[:batch])
         for path in args.paths:

@@ -39,3 +39,20 @@ def test_bad_inputs_are_clear_errors(model, tmp_path, capsys):
     assert main(["predict", "--model", str(model), str(broken)]) == 2
     assert "broken.png: empty file" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
+
+
+def test_blank_frames_are_unusable_never_good(model, weld, tmp_path, capsys):
+    from PIL import Image
+
+    frames = []
+    for value in (0, 255):  # a dead and a blown-out camera
+        frames.append(tmp_path / f"blank{value}.png")
+        Image.new("RGB", (256, 256), (value,) * 3).save(frames[-1])
+    good = str(sorted((weld / "test" / "good").glob("*.png"))[0])
+    assert main(["predict", "--model", str(model), "--out", str(tmp_path), good,
+                 *map(str, frames)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    rows = json.loads((tmp_path / "predictions.json").read_text())
+    assert [r["label"] for r in rows[1:]] == ["unusable", "unusable"]
+    assert rows[0]["label"] != "unusable" and rows[0]["problems"] == []
+    assert "blank0.png" in err and "brightness 0 outside" in err

@@ -155,7 +155,7 @@ def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
     # The real bundled Triton loads what deploy wrote and scores through it.
     image = load_image(sorted((weld / "test" / "good").glob("*"))[0], deployed.input_size)
     with triton_server(repository) as triton, TritonClient(triton.url, "weld") as plant:
-        scores, maps = plant.infer(image[None])
+        scores, maps, _ = plant.infer(image[None])
         assert scores.shape == (1,) and np.isfinite(scores).all()
         assert maps.shape[-2:] == deployed.input_size
 

@@ -51,3 +51,23 @@ def test_infer_cli(triton, weld, tmp_path, capsys):
     assert code == 1  # one image failed
     assert image.name in out and ("good" in out or "anomalous" in out)
     assert "bad.jpg" in err and "not a decodable image" in err
+
+
+def test_infer_cli_labels_with_the_answering_version_and_flags_blank_frames(
+    triton, python_repository, weld, tmp_path, capsys
+):
+    from PIL import Image
+
+    image = sorted((weld / "test" / "good").glob("*"))[0]
+    black = tmp_path / "black.png"
+    Image.new("RGB", (256, 256)).save(black)
+    code = main(["infer", "--url", triton.url, "--model", "weld",
+                 "--repository", str(python_repository), str(image), str(black)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = dict(line.split("\t", 1) for line in out.splitlines())
+    assert lines[str(black)].endswith("unusable\tv1")
+    assert not lines[str(image)].endswith("unusable\tv1")
+    assert "black.png: brightness 0 outside" in err
+    main(["infer", "--url", triton.url, "--model", "weld", str(black)])
+    assert "no --repository" in capsys.readouterr().err  # says the check did not run
