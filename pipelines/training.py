@@ -78,11 +78,11 @@ def training_pipeline(
     return deployed.output
 
 
-def compile_pipeline(path: str | Path = COMPILED) -> Path:
-    """Write the pipeline as KFP YAML (IR); the committed copy must match this output."""
+def compile_pipeline(path: str | Path = COMPILED, pipeline=None) -> Path:
+    """Write the pipeline (default: training) as KFP YAML; the committed copy must match."""
     from kfp import compiler
 
-    compiler.Compiler().compile(training_pipeline, str(path))
+    compiler.Compiler().compile(pipeline or training_pipeline, str(path))
     return Path(path)
 
 
@@ -94,15 +94,20 @@ class LocalRun:
     seconds: float
 
 
-def latest_run(pipeline_root: str | Path) -> Path | None:
-    """The newest run folder under a kfp.local pipeline root (kfp names them by time)."""
+def latest_run(pipeline_root: str | Path, name: str = PIPELINE_NAME) -> Path | None:
+    """The newest run folder of pipeline NAME under a kfp.local pipeline root (by time)."""
     root = Path(pipeline_root)
-    runs = sorted(p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()) if root.is_dir() else []
+    runs = sorted(p for p in root.glob(f"{name}-*") if p.is_dir()) if root.is_dir() else []
     return runs[-1] if runs else None
 
 
-def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
-    """Run the pipeline in subprocesses of this interpreter; raises if any step fails."""
+def run_local(
+    arguments: dict, pipeline_root: str | Path, pipeline=None, name: str = PIPELINE_NAME
+) -> LocalRun:
+    """Run the pipeline (default: training) in subprocesses of this interpreter.
+
+    PIPELINE must end in the deploy step's output. Raises if any step fails.
+    """
     from kfp import local
 
     # The steps run in this interpreter, which has the package IMAGE would provide.
@@ -110,18 +115,19 @@ def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
     pipeline_root = Path(pipeline_root).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     started = time.perf_counter()
-    task = training_pipeline(**arguments)
+    task = (pipeline or training_pipeline)(**arguments)
     seconds = time.perf_counter() - started
     output = json.loads(task.output)
-    return LocalRun(output["decision"], output["deployment"], latest_run(pipeline_root), seconds)
+    run_dir = latest_run(pipeline_root, name)
+    return LocalRun(output["decision"], output["deployment"], run_dir, seconds)
 
 
-def submit(arguments: dict, host: str, experiment: str = "anomalyops") -> str:
-    """Submit to a Kubeflow Pipelines endpoint; returns the run id."""
+def submit(arguments: dict, host: str, experiment: str = "anomalyops", pipeline=None) -> str:
+    """Submit the pipeline (default: training) to a Kubeflow Pipelines endpoint; the run id."""
     import kfp
 
     client = kfp.Client(host=host)
     run = client.create_run_from_pipeline_func(
-        training_pipeline, arguments=arguments, experiment_name=experiment
+        pipeline or training_pipeline, arguments=arguments, experiment_name=experiment
     )
     return run.run_id
