@@ -74,11 +74,17 @@ class Decision:
 
 
 class LocalServer:
-    """`mlflow server` on 127.0.0.1 with a SQLite store and a local artifact folder."""
+    """`mlflow server` on 127.0.0.1 with a SQLite store and a local artifact folder.
 
-    def __init__(self, root: str | Path, port: int | None = None) -> None:
+    ARTIFACTS puts the artifacts in a bucket instead (`s3://bucket/prefix`, as on a
+    cluster); the server reaches it with boto3's usual variables (MLFLOW_S3_ENDPOINT_URL
+    for MinIO or a local S3 server).
+    """
+
+    def __init__(self, root: str | Path, port: int | None = None, artifacts: str = "") -> None:
         self.root = Path(root)
         self.port = port or free_port()
+        self.artifacts = artifacts or str((self.root / "artifacts").resolve())
         self.process: subprocess.Popen | None = None
 
     @property
@@ -92,7 +98,7 @@ class LocalServer:
         command = [str(mlflow) if mlflow.exists() else "mlflow", "server",
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                    "--backend-store-uri", f"sqlite:///{(self.root / 'mlflow.db').resolve()}",
-                   "--artifacts-destination", str((self.root / "artifacts").resolve())]  # fmt: skip
+                   "--artifacts-destination", self.artifacts]  # fmt: skip
         env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         log_file = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(

@@ -51,7 +51,7 @@ def adapt_component(
     from anomalyops.components.steps.collect import champion_dir
 
     result = adapt_step(
-        dataset.metadata["root"], feedback.path, champion_dir(base.path, base.metadata) or "",
+        dataset.path, feedback.path, champion_dir(base.path, base.metadata) or "",
         model.path,
         settings_json, target_fpr, views,
     )  # fmt: skip

@@ -5,6 +5,7 @@ with its metrics on this set, so the register step's gate compares like with lik
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
+import tempfile
 from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
@@ -31,16 +32,19 @@ def challenge_step(
     from anomalyops.components.fewshot import normal_samples
     from anomalyops.components.registry import record_evaluation
     from anomalyops.components.steps.evaluate import sample_maps
+    from anomalyops.components.storage import download
 
     new_good = [s.path for s in normal_samples(data)] + feedback_images(feedback_dir, NORMAL)
-    result = challenge(model_dir, base_dir, eval_data or None,
-                       feedback_images(feedback_dir, DEFECTS), new_good, report_path)  # fmt: skip
+    Path(maps_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="anomalyops-eval-") as scratch:
+        local = download(eval_data, Path(scratch) / "eval") if eval_data else None
+        result = challenge(model_dir, base_dir, local, feedback_images(feedback_dir, DEFECTS),
+                           new_good, report_path)  # fmt: skip
+        if local is not None:
+            sample_maps(model_dir, local, maps_dir)
     if result.champion is not None:
         record_evaluation(tracking_uri, variant, champion, result.champion,
                           result.eval_dataset_sha256)  # fmt: skip
-    Path(maps_dir).mkdir(parents=True, exist_ok=True)
-    if eval_data:
-        sample_maps(model_dir, eval_data, maps_dir)
     return result
 
 
@@ -63,7 +67,7 @@ def challenge_component(
 
     result = challenge_step(
         model.path, champion_dir(base.path, base.metadata), base.metadata["champion"],
-        dataset.metadata["root"], feedback.path, eval_data,
+        dataset.path, feedback.path, eval_data,
         variant, tracking_uri, report.path, maps.path,
     )  # fmt: skip
     for key, value in result.challenger.items():
