@@ -39,7 +39,7 @@ METHOD = "wasserstein"  # Evidently's normalised Wasserstein distance
 @dataclass(frozen=True)
 class DriftSettings:
     window: int = 1000  # newest champion rows compared with the reference
-    min_samples: int = 100  # fewer rows: "insufficient data", never an alert
+    min_samples: int = 500  # fewer: "insufficient data" (weld: 2 % false alerts at 300)
     sensitivity: float = 5.0  # column threshold = sensitivity / sqrt(reference size)
     raise_at: float = 1.0  # drift ratio that turns the alert on
     clear_below: float = 0.7  # drift ratio under which it turns off again

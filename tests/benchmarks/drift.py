@@ -114,8 +114,9 @@ def train_on(paths: list[Path], folder: Path):
     good.mkdir(parents=True)
     for path in paths:
         (good / path.name).symlink_to(path)
-    result = train(folder / "data", folder / "model", "patchcore", {"coreset_ratio": 0.01},
-                   progress=False)  # fmt: skip
+    result = train(
+        folder / "data", folder / "model", "patchcore", {"coreset_ratio": 0.01}, progress=False
+    )
     return result.detector, load_reference(folder / "model")
 
 
@@ -128,16 +129,18 @@ def load(paths: list[Path]) -> np.ndarray:
 # ---------------------------------------------------------------- speed
 
 
-def fill(log: PredictionLog, count: int, version: str, rng: np.random.Generator,
-         batch: int = 10_000) -> None:  # fmt: skip
+def fill(
+    log: PredictionLog, count: int, version: str, rng: np.random.Generator, batch: int = 10_000
+) -> None:
     for start in range(0, count, batch):
         n = min(batch, count - start)
         scores = rng.normal(44, 2, n)
         light = rng.normal(155, 30, n)
         log.write(
             [
-                PredictionRecord("weld", float(s), 47.0, "good", float(b), 105.0, 400.0,
-                                 model_version=version)  # fmt: skip
+                PredictionRecord(
+                    "weld", float(s), 47.0, "good", float(b), 105.0, 400.0, model_version=version
+                )
                 for s, b in zip(scores, light, strict=True)
             ]
         )
@@ -166,11 +169,29 @@ def bench_speed(large_rows: int, workdir: Path) -> dict:
             seconds.append(time.perf_counter() - started)
     started = time.perf_counter()
     command = subprocess.run(
-        [sys.executable, "-m", "anomalyops.pipelines.cli", "drift", "check", "--variant", "weld",
-         "--log-db", str(log_path), "--reference", str(workdir), "--model-version", "3",
-         "--window", "10000", "--out", str(workdir / "cli")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "anomalyops.pipelines.cli",
+            "drift",
+            "check",
+            "--variant",
+            "weld",
+            "--log-db",
+            str(log_path),
+            "--reference",
+            str(workdir),
+            "--model-version",
+            "3",
+            "--window",
+            "10000",
+            "--out",
+            str(workdir / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     cli_seconds = time.perf_counter() - started
     if command.returncode not in (0, 1):
         raise RuntimeError(f"drift check command failed: {command.stderr}")
@@ -181,8 +202,10 @@ def bench_speed(large_rows: int, workdir: Path) -> dict:
         "cli_seconds": round(cli_seconds, 2),
         "report_mb": round(Path(verdict.report_path).stat().st_size / 1e6, 2),
     }
-    print(f"check over {verdict.samples} rows: median {result['check_seconds_median']} s "
-          f"(warm process); `anomalyops drift check`: {result['cli_seconds']} s incl. imports")  # fmt: skip
+    print(
+        f"check over {verdict.samples} rows: median {result['check_seconds_median']} s "
+        f"(warm process); `anomalyops drift check`: {result['cli_seconds']} s incl. imports"
+    )
     large = workdir / "large.db"
     with PredictionLog(large) as log:
         started = time.perf_counter()
@@ -197,12 +220,19 @@ def bench_speed(large_rows: int, workdir: Path) -> dict:
                 got = log.window("weld", 10_000, version)
                 taken.append(time.perf_counter() - started)
             timings[label] = {"rows": len(got), "seconds": round(float(np.median(taken)), 3)}
-            print(f"window(10 000) over {large_rows + 500} rows, {label}: {len(got)} rows in "
-                  f"{timings[label]['seconds']} s")  # fmt: skip
-        plan = sqlite3.connect(large).execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM predictions WHERE variant = ? AND label != "
-            "'unusable' AND model_version = ? ORDER BY id DESC LIMIT ?", ("weld", "4", 10_000)
-        ).fetchall()  # fmt: skip
+            print(
+                f"window(10 000) over {large_rows + 500} rows, {label}: {len(got)} rows in "
+                f"{timings[label]['seconds']} s"
+            )
+        plan = (
+            sqlite3.connect(large)
+            .execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM predictions WHERE variant = ? AND label != "
+                "'unusable' AND model_version = ? ORDER BY id DESC LIMIT ?",
+                ("weld", "4", 10_000),
+            )
+            .fetchall()
+        )
     result["large_log"] = {
         "rows": large_rows + 500,
         "fill_seconds": round(fill_seconds, 1),
@@ -239,15 +269,19 @@ def bench_calibration(workdir: Path, splits: int, windows: int, size: int) -> di
                         per_column[c].append(z[c])
                 else:
                     shifted_z[name].append(max(z.values()))
-        print(f"split {split}: unchanged max z {max(null[-windows:]):.2f}; "
-              + ", ".join(f"{s} median {np.median(v[-windows:]):.2f}" for s, v in shifted_z.items()))  # fmt: skip
+        print(
+            f"split {split}: unchanged max z {max(null[-windows:]):.2f}; "
+            + ", ".join(f"{s} median {np.median(v[-windows:]):.2f}" for s, v in shifted_z.items())
+        )
     largest = float(np.max(null))
     result = {
         "splits": splits,
         "windows_per_split": windows,
         "window_size": size,
         "unchanged_max_z": round(largest, 3),
-        "unchanged_z_quantiles": {q: round(float(np.quantile(null, q)), 3) for q in (0.5, 0.95, 0.99)},
+        "unchanged_z_quantiles": {
+            q: round(float(np.quantile(null, q)), 3) for q in (0.5, 0.95, 0.99)
+        },
         "unchanged_column_max_z": {c: round(float(np.max(v)), 3) for c, v in per_column.items()},
         "shifted_median_z": {s: round(float(np.median(v)), 3) for s, v in shifted_z.items()},
         "shifted_caught_at_default": {
@@ -256,8 +290,10 @@ def bench_calibration(workdir: Path, splits: int, windows: int, size: int) -> di
         },
         "default_sensitivity": DriftSettings().sensitivity,
     }
-    print(f"unchanged windows: largest root-n-scaled distance {largest:.2f} "
-          f"(default sensitivity {DriftSettings().sensitivity})")  # fmt: skip
+    print(
+        f"unchanged windows: largest root-n-scaled distance {largest:.2f} "
+        f"(default sensitivity {DriftSettings().sensitivity})"
+    )
     return result
 
 
@@ -269,8 +305,15 @@ def alert_sequence(ratios: list[float], settings: DriftSettings) -> int:
     state, alerts = AlertState(), 0
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for hour, ratio in enumerate(ratios):
-        transition = step(state, ratio, "1", start + timedelta(hours=hour), settings.raise_at,
-                          settings.clear_below, timedelta(seconds=settings.cooldown_s))  # fmt: skip
+        transition = step(
+            state,
+            ratio,
+            "1",
+            start + timedelta(hours=hour),
+            settings.raise_at,
+            settings.clear_below,
+            timedelta(seconds=settings.cooldown_s),
+        )
         state, alerts = transition.state, alerts + transition.raised
     return alerts
 
@@ -278,8 +321,9 @@ def alert_sequence(ratios: list[float], settings: DriftSettings) -> int:
 def bench_weld(workdir: Path, windows: int, sizes: tuple[int, ...]) -> dict:
     from anomalyops.components.datasets import FolderDataset
 
-    detector, reference = train_on(sorted((WELD / "train" / "good").glob("*.png")),
-                                   workdir / "weld")  # fmt: skip
+    detector, reference = train_on(
+        sorted((WELD / "train" / "good").glob("*.png")), workdir / "weld"
+    )
     test = FolderDataset(WELD).load_test(SIZE, progress=False)
     good = test.images[test.labels == 0]
     settings = DriftSettings()
@@ -295,10 +339,15 @@ def bench_weld(workdir: Path, windows: int, sizes: tuple[int, ...]) -> dict:
         fast = distances(ref, window)
         for column in COLUMNS:
             if abs(columns[column]["distance"] - fast[column]) > 1e-9:
-                raise AssertionError(f"{column}: Evidently {columns[column]['distance']} "
-                                     f"vs formula {fast[column]}")  # fmt: skip
-    result = {"good_images": len(good), "reference_scores": len(reference.scores),
-              "reference_images": len(ref["brightness"]), "sizes": {}}  # fmt: skip
+                raise AssertionError(
+                    f"{column}: Evidently {columns[column]['distance']} vs formula {fast[column]}"
+                )
+    result = {
+        "good_images": len(good),
+        "reference_scores": len(reference.scores),
+        "reference_images": len(ref["brightness"]),
+        "sizes": {},
+    }
     for size in sizes:
         entry = {}
         for name, table in tables.items():
@@ -314,23 +363,34 @@ def bench_weld(workdir: Path, windows: int, sizes: tuple[int, ...]) -> dict:
                 "alerts_in_sequence": alert_sequence(ratios, settings),
             }
         result["sizes"][size] = entry
-        print(f"window {size}: " + "; ".join(
-            f"{n} {e['alert_rate']:.0%} (median ratio {e['median_ratio']:.2f}, "
-            f"{e['alerts_in_sequence']} alerts in {windows} hourly checks)"
-            for n, e in entry.items()))  # fmt: skip
+        print(
+            f"window {size}: "
+            + "; ".join(
+                f"{n} {e['alert_rate']:.0%} (median ratio {e['median_ratio']:.2f}, "
+                f"{e['alerts_in_sequence']} alerts in {windows} hourly checks)"
+                for n, e in entry.items()
+            )
+        )
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["speed", "calibration", "weld"],
-                        choices=["speed", "calibration", "weld"])  # fmt: skip
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["speed", "calibration", "weld"],
+        choices=["speed", "calibration", "weld"],
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the large log")
     parser.add_argument("--windows", type=int, default=200, help="windows per case")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["machine"] = {"cpu": platform.processor() or platform.machine(),
-                          "cores": os.cpu_count(), "python": platform.python_version()}  # fmt: skip
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     with tempfile.TemporaryDirectory(prefix="anomalyops-drift-bench-") as scratch:
         workdir = Path(scratch)
         if "speed" in args.parts:
