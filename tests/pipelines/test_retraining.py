@@ -1,7 +1,7 @@
 """The few-shot retraining pipeline: compiled YAML in sync, and a real kfp.local run.
 
 The run uses the real MLflow server, the real prediction log with reviewed predictions,
-and real weld images as a turned fixture shows them.
+and real weld images as a turned fixture shows them (fixtures in conftest.py).
 """
 
 from __future__ import annotations
@@ -14,20 +14,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from anomalyops.components.augment import rotate
 from anomalyops.components.datasets import FolderDataset
 from anomalyops.pipelines.retraining import COMPILED, compile_pipeline
-
-SIZE = 128
-TURNED = 10.0
 
 
 def test_committed_yaml_is_current(tmp_path):
     fresh = compile_pipeline(tmp_path / "retraining.yaml")
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(COMPILED.read_text()), (
-        "pipelines/retraining.yaml is stale: run `anomalyops pipeline compile retraining`"
-    )
-    tasks = yaml.safe_load(COMPILED.read_text())["root"]["dag"]["tasks"]
+    assert list(yaml.safe_load_all(fresh.read_text())) == list(
+        yaml.safe_load_all(COMPILED.read_text())
+    ), "pipelines/retraining.yaml is stale: run `anomalyops pipeline compile retraining`"
+    tasks = next(yaml.safe_load_all(COMPILED.read_text()))["root"]["dag"]["tasks"]
     assert tasks["adapt-component"]["dependentTasks"] == [
         "collect-component",
         "validate-component",
@@ -47,28 +43,10 @@ def png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture
-def champion(weld, tmp_path):
-    """weld v1 trained, registered and deployed (in-process steps, real MLflow server)."""
-    from anomalyops.components.export import export
-    from anomalyops.components.registry import LocalServer, evaluation_set_hash, register
-    from anomalyops.components.steps.deploy import deploy_step
-    from anomalyops.components.train import train
-
-    model = tmp_path / "v1"
-    train(weld, model, settings={"input_size": (SIZE, SIZE)}, progress=False)
-    export(model, tmp_path / "v1-export")
-    with LocalServer(tmp_path / "mlflow") as server:
-        decision = register(model, {"image_auroc": 0.97, "false_positive_rate": 0.0}, "weld",
-                            server.uri, eval_dataset_sha256=evaluation_set_hash(weld),
-                            export_dir=tmp_path / "v1-export")  # fmt: skip
-        assert decision.promoted
-        deploy_step(decision.to_dict(), str(tmp_path / "repository"))
-        yield server
-
-
 @pytest.mark.slow
-def test_retraining_adapts_the_champion_to_a_turned_fixture(weld, tmp_path, champion):
+def test_retraining_adapts_the_champion_to_a_turned_fixture(
+    weld, tmp_path, champion, turned_good, new_good
+):
     from mlflow import MlflowClient
 
     from anomalyops.components.registry import CHAMPION
@@ -77,14 +55,8 @@ def test_retraining_adapts_the_champion_to_a_turned_fixture(weld, tmp_path, cham
     from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
 
     test = FolderDataset(weld).test_samples()
-    good = [s.path for s in test if s.label == 0]
     defects = [s.path for s in test if s.label == 1]
-    turned = [rotate(np.asarray(Image.open(p).convert("RGB")), TURNED) for p in good[:11]]
-    shots = tmp_path / "new-good" / "train" / "good"
-    shots.mkdir(parents=True)
-    for i, image in enumerate(turned[:8]):
-        Image.fromarray(image).save(shots / f"turned_{i}.png")
-
+    turned = turned_good
     # Production logged three turned good parts as alarms and one real defect; reviewed.
     log_path = tmp_path / "predictions.db"
     with PredictionLog(log_path) as log:
@@ -103,7 +75,7 @@ def test_retraining_adapts_the_champion_to_a_turned_fixture(weld, tmp_path, cham
 
     result = run_local(
         {
-            "new_good": str(tmp_path / "new-good"),
+            "new_good": str(new_good),
             "variant": "weld",
             "tracking_uri": champion.uri,
             "triton_repository": str(tmp_path / "repository"),
