@@ -5,12 +5,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from anomalyops.components.datasets import FolderDataset, OnError
 from anomalyops.components.metrics import aupro, auroc, f1_at
 from anomalyops.components.report import write_report
 from anomalyops.components.train import load_trained
 
 METRICS_FILE = "metrics.json"
+
+
+def image_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, float | int | None]:
+    """Image AUROC, and F1, false-positive and miss rates at THRESHOLD (None where undefined)."""
+    flagged = scores > threshold
+    return {
+        "test_images": len(labels),
+        "test_defective": int(labels.sum()),
+        "image_auroc": auroc(labels, scores) if 0 < labels.sum() < len(labels) else None,
+        "image_f1": f1_at(labels, scores, threshold),
+        "false_positive_rate": float(flagged[labels == 0].mean()) if (labels == 0).any() else None,
+        "miss_rate": float((~flagged[labels == 1]).mean()) if (labels == 1).any() else None,
+    }
 
 
 def evaluate(
@@ -26,17 +43,7 @@ def evaluate(
     prediction = detector.predict(test.images, progress=progress)
     threshold = thresholds["image"]["threshold"]
     labels, scores = test.labels, prediction.scores
-    flagged = scores > threshold
-    metrics: dict[str, float | int | None] = {
-        "test_images": len(labels),
-        "test_defective": int(labels.sum()),
-        "image_auroc": auroc(labels, scores) if 0 < labels.sum() < len(labels) else None,
-        "image_f1": f1_at(labels, scores, threshold),
-        "false_positive_rate": float(flagged[labels == 0].mean()) if (labels == 0).any() else None,
-        "miss_rate": float((~flagged[labels == 1]).mean()) if (labels == 1).any() else None,
-        "pixel_auroc": None,
-        "aupro": None,
-    }
+    metrics = image_metrics(labels, scores, threshold) | {"pixel_auroc": None, "aupro": None}
     if test.masks is not None:
         known = test.pixel_labelled
         masks, maps = test.masks[known], prediction.maps[known]

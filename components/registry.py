@@ -561,3 +561,40 @@ def set_champion(tracking_uri: str, variant: str, version: str) -> str | None:
             lambda: client.set_registered_model_alias(variant, CHAMPION, str(version)),
         )
     return str(current.version) if current is not None else None
+
+
+def download_champion_model(
+    tracking_uri: str, variant: str, target: str | Path
+) -> tuple[str, Path] | None:
+    """The champion's trained model folder (what few-shot retraining extends) in TARGET.
+
+    Returns (version, folder), or None when the variant has no champion yet.
+    """
+    client = _client(tracking_uri)
+    current = with_retries("read champion", lambda: _champion(client, variant))
+    if current is None:
+        return None
+    Path(target).mkdir(parents=True, exist_ok=True)
+    path = with_retries(
+        "download model",
+        lambda: client.download_artifacts(current.run_id, "model", str(target)),
+    )
+    if not (Path(path) / "detector.json").is_file():
+        raise RegistryError(f"{variant} v{current.version}: run {current.run_id} has no "
+                            "model/detector.json")  # fmt: skip
+    return str(current.version), Path(path)
+
+
+def record_evaluation(
+    tracking_uri: str, variant: str, version: str, metrics: dict, eval_dataset_sha256: str
+) -> None:
+    """Re-tag VERSION with its metrics on another evaluation set, so the gate compares like
+    with like (a retraining enlarges the set with reviewed defects and new good images)."""
+    client = _client(tracking_uri)
+    tags = {k: str(float(v)) for k, v in metrics.items() if isinstance(v, int | float)}
+    tags["eval_dataset_sha256"] = eval_dataset_sha256
+    for key, value in tags.items():
+        with_retries(
+            f"tag {variant} v{version}",
+            lambda k=key, v=value: client.set_model_version_tag(variant, version, k, v),
+        )

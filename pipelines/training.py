@@ -121,15 +121,20 @@ class LocalRun:
     seconds: float
 
 
-def latest_run(pipeline_root: str | Path) -> Path | None:
-    """The newest run folder under a kfp.local pipeline root (kfp names them by time)."""
+def latest_run(pipeline_root: str | Path, name: str = PIPELINE_NAME) -> Path | None:
+    """The newest run folder of pipeline NAME under a kfp.local pipeline root (by time)."""
     root = Path(pipeline_root)
-    runs = sorted(p for p in root.glob(f"{PIPELINE_NAME}-*") if p.is_dir()) if root.is_dir() else []
+    runs = sorted(p for p in root.glob(f"{name}-*") if p.is_dir()) if root.is_dir() else []
     return runs[-1] if runs else None
 
 
-def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
-    """Run the pipeline in subprocesses of this interpreter; raises if any step fails."""
+def run_local(
+    arguments: dict, pipeline_root: str | Path, pipeline=None, name: str = PIPELINE_NAME
+) -> LocalRun:
+    """Run the pipeline (default: training) in subprocesses of this interpreter.
+
+    PIPELINE must end in the deploy step's output. Raises if any step fails.
+    """
     from kfp import local
 
     # The steps run in this interpreter, which has the package IMAGE would provide.
@@ -139,10 +144,11 @@ def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
     pipeline_root = Path(pipeline_root).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     started = time.perf_counter()
-    task = training_pipeline(**arguments)
+    task = (pipeline or training_pipeline)(**arguments)
     seconds = time.perf_counter() - started
     output = json.loads(task.output)
-    return LocalRun(output["decision"], output["deployment"], latest_run(pipeline_root), seconds)
+    run_dir = latest_run(pipeline_root, name)
+    return LocalRun(output["decision"], output["deployment"], run_dir, seconds)
 
 
 def submit(

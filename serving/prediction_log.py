@@ -246,12 +246,22 @@ class PredictionLog:
         parameters.append(max(0, int(limit)))
         return self._query(f"{_WITH_VERDICT}{where} ORDER BY p.id DESC LIMIT ?", tuple(parameters))
 
-    def window(self, variant: str, size: int) -> list[dict[str, Any]]:
-        """The last SIZE scored predictions of VARIANT (oldest first): a drift check's input."""
+    def window(
+        self, variant: str, size: int, model_version: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The last SIZE scored predictions of VARIANT (oldest first): a drift check's input.
+
+        With MODEL_VERSION, only rows that version scored: a drift check compares the
+        champion's own predictions with the champion's own reference.
+        """
+        version_clause, parameters = "", [variant]
+        if model_version is not None:
+            version_clause = " AND model_version = ?"
+            parameters.append(str(model_version))
         rows = self._query(
-            "SELECT * FROM predictions WHERE variant = ? AND label != 'unusable'"
+            f"SELECT * FROM predictions WHERE variant = ? AND label != 'unusable'{version_clause}"
             " ORDER BY id DESC LIMIT ?",
-            (variant, max(0, int(size))),
+            (*parameters, max(0, int(size))),
         )
         return rows[::-1]
 

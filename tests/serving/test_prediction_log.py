@@ -62,6 +62,16 @@ def test_window_is_the_last_scored_rows_oldest_first(tmp_path):
         assert log.count("weld") == 11 and log.count() == 12
 
 
+def test_window_of_one_model_version_leaves_other_versions_out(tmp_path):
+    with PredictionLog(tmp_path / "log.db") as log:
+        log.write([record(float(i), model_version="1") for i in range(5)])
+        log.write([record(float(i), model_version="2") for i in range(10, 12)])
+        log.write([record(99.0, model_version="1")])
+        assert [r["score"] for r in log.window("weld", 10, model_version="2")] == [10.0, 11.0]
+        assert [r["score"] for r in log.window("weld", 2, model_version="1")] == [4.0, 99.0]
+        assert len(log.window("weld", 100)) == 8
+
+
 def test_prune_keeps_reviewed_rows_and_removes_files(tmp_path):
     with PredictionLog(tmp_path / "log.db") as log:
         old, reviewed = log.write([record(1.0, image=b"a"), record(2.0, image=b"b")])

@@ -1,0 +1,139 @@
+"""Few-shot image AUROC: k = 1, 2, 4, 8, 16 good images against the full training set.
+
+    python tests/benchmarks/fewshot.py [--datasets weld,bottle] [--test-cap 100]
+
+For each dataset in ../shared/data, k training images are drawn at random (3 draws,
+seeds 0-2), a new PatchCore bank is built from their augmented views exactly as
+`anomalyops adapt` builds a new variant (components/fewshot.py), and image AUROC is
+measured on the test split; the median of the 3 draws is reported. Full-shot is the
+default PatchCore (1 % coreset) on all of train/good, read from
+results/detectors-<dataset>.json where the detector benchmark measured it, else fitted
+here. The test split is capped (stratified, seed 0) to keep the run bounded on 2 shared
+cores. Writes results/fewshot.json and results/fewshot.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anomalyops.components.augment import Augmentation
+from anomalyops.components.datasets import FolderDataset, load_split
+from anomalyops.components.detectors import create
+from anomalyops.components.fewshot import FEWSHOT_CORESET, extend_bank
+from anomalyops.components.metrics import auroc
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1].parent / "shared" / "data"
+DATASETS = {
+    "bottle": DATA / "mvtec_ad" / "bottle",
+    "tile": DATA / "magnetic_tile" / "tile",
+    "weld": DATA / "battery_weld" / "weld",
+    "transistor": DATA / "mvtec_ad" / "transistor",
+    "macaroni1": DATA / "visa" / "macaroni1",
+}
+SHOTS = (1, 2, 4, 8, 16)
+DRAWS = 3
+SIZE = (256, 256)  # the default detector's input: macaroni1's 1500×1000 is downscaled
+# Published anchors, MVTec AD category averages (other data: context, not a comparison).
+ANCHORS = {"WinCLIP+": {1: 93.1, 2: 94.4, 4: 95.2}, "AnomalyDINO": {1: 96.6}}
+
+
+def capped_test(root: Path, cap: int):
+    """The test split, at most CAP images, good/defective proportions kept (seed 0)."""
+    samples = FolderDataset(root).test_samples()
+    if len(samples) > cap:
+        rng = np.random.default_rng(0)
+        labels = np.asarray([s.label for s in samples])
+        keep = []
+        for label in (0, 1):
+            where = np.flatnonzero(labels == label)
+            take = max(1, round(cap * len(where) / len(samples)))
+            keep.extend(rng.choice(where, take, replace=False))
+        samples = [samples[i] for i in sorted(keep)]
+    return load_split(samples, SIZE, "skip", progress=False)
+
+
+def full_shot(name: str, root: Path, test) -> tuple[float, str]:
+    saved = HERE / "results" / f"detectors-{name}.json"
+    if saved.is_file():
+        for row in json.loads(saved.read_text())["rows"]:
+            if row["detector"] == "patchcore 1%":
+                return row["image_auroc"], f"{saved.name} (full test split)"
+    train = FolderDataset(root).load_train(SIZE, "skip", progress=False)
+    detector = create("patchcore").fit(train.images, progress=False)
+    return auroc(test.labels, detector.predict(test.images).scores), "fitted here"
+
+
+def run(name: str, root: Path, cap: int) -> dict:
+    train = FolderDataset(root).load_train(SIZE, "skip", progress=False)
+    test = capped_test(root, cap)
+    row = {"dataset": name, "train_images": len(train.images), "test_images": len(test.images)}
+    started = time.perf_counter()
+    for k in SHOTS:
+        values = []
+        for draw in range(DRAWS):
+            chosen = np.random.default_rng(draw).choice(len(train.images), k, replace=False)
+            detector = create("patchcore")
+            extend_bank(detector, train.images[chosen], Augmentation(), FEWSHOT_CORESET, draw)
+            values.append(auroc(test.labels, detector.predict(test.images).scores))
+        row[f"k{k}"] = float(np.median(values))
+        row[f"k{k}_draws"] = values
+        print(f"{name} k={k}: median {row[f'k{k}']:.3f} of {np.round(values, 3).tolist()}",
+              flush=True)  # fmt: skip
+    row["full_shot"], row["full_shot_source"] = full_shot(name, root, test)
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    head = "| dataset | " + " | ".join(f"k={k}" for k in SHOTS) + " | full-shot |"
+    lines = [head, "|---|" + "---:|" * (len(SHOTS) + 1)]
+    for row in rows:
+        cells = " | ".join(f"{100 * row[f'k{k}']:.1f}" for k in SHOTS)
+        lines.append(f"| {row['dataset']} | {cells} | {100 * row['full_shot']:.1f} |")
+    mean = " | ".join(f"{100 * np.mean([r[f'k{k}'] for r in rows]):.1f}" for k in SHOTS)
+    full = 100 * np.mean([r["full_shot"] for r in rows])
+    lines.append(f"| **mean of ours** | {mean} | {full:.1f} |")
+    for method, values in ANCHORS.items():
+        cells = " | ".join(f"{values[k]:.1f}" if k in values else "–" for k in SHOTS)
+        lines.append(f"| {method} (MVTec AD avg, published) | {cells} | – |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--test-cap", type=int, default=100)
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows = [run(name, DATASETS[name], args.test_cap) for name in args.datasets.split(",")]
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "input_size": list(SIZE),
+        "augmentation": Augmentation().to_dict(),
+        "coreset_ratio": FEWSHOT_CORESET,
+        "draws": DRAWS,
+        "test_cap": args.test_cap,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fewshot.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    table = markdown(rows)
+    (out / "fewshot.md").write_text(table)
+    print(table)
+    print(f"wall time {meta['wall_seconds']} s; results in {out / 'fewshot.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Pipeline fixtures: a served weld champion in a real MLflow registry."""
+
+from __future__ import annotations
+
+import pytest
+
+SIZE = 128  # small input keeps the pipeline runs short on the shared CPU
+
+
+@pytest.fixture
+def champion(weld, tmp_path):
+    """weld v1 trained, registered and deployed (in-process steps, real MLflow server)."""
+    from anomalyops.components.export import export
+    from anomalyops.components.registry import LocalServer, evaluation_set_hash, register
+    from anomalyops.components.steps.deploy import deploy_step
+    from anomalyops.components.train import train
+
+    model = tmp_path / "v1"
+    train(weld, model, settings={"input_size": (SIZE, SIZE)}, progress=False)
+    export(model, tmp_path / "v1-export")
+    with LocalServer(tmp_path / "mlflow") as server:
+        decision = register(model, {"image_auroc": 0.97, "false_positive_rate": 0.0}, "weld",
+                            server.uri, eval_dataset_sha256=evaluation_set_hash(weld),
+                            export_dir=tmp_path / "v1-export")  # fmt: skip
+        assert decision.promoted
+        deploy_step(decision.to_dict(), str(tmp_path / "repository"))
+        yield server
+
+
+@pytest.fixture
+def turned_good(weld):
+    """Eleven real good weld test images as a fixture turned by 10° shows them."""
+    import numpy as np
+    from PIL import Image
+
+    from anomalyops.components.augment import rotate
+    from anomalyops.components.datasets import FolderDataset
+
+    good = [s.path for s in FolderDataset(weld).test_samples() if s.label == 0][:11]
+    return [rotate(np.asarray(Image.open(p).convert("RGB")), 10.0) for p in good]
+
+
+@pytest.fixture
+def new_good(tmp_path, turned_good):
+    """The first eight turned images as the retraining's new good images (MVTec layout)."""
+    from PIL import Image
+
+    shots = tmp_path / "new-good" / "train" / "good"
+    shots.mkdir(parents=True)
+    for i, image in enumerate(turned_good[:8]):
+        Image.fromarray(image).save(shots / f"turned_{i}.png")
+    return tmp_path / "new-good"
