@@ -46,6 +46,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         kserve_json: str = "{}",
         target_fpr: float = 0.01,
         views: int = 8,
+        triton_url: str = "",
     ) -> str:
         check = drift_component(
             variant=variant,
@@ -70,6 +71,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
                 kserve_json=kserve_json,
                 target_fpr=target_fpr,
                 views=views,
+                triton_url=triton_url,
             )
         return check.outputs["verdict"]
 
