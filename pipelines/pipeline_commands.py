@@ -171,12 +171,11 @@ def _deploy_arguments(args: argparse.Namespace, repository: str) -> dict:
 
 
 def _retraining_arguments(args: argparse.Namespace, tracking_uri: str, repository: str) -> dict:
-    """What retraining and drift share; retraining adds a new variant's settings_json."""
+    """What retraining and drift share (each adds its own prediction log option)."""
     return {
         "new_good": _local(args.new_good),
         "variant": args.variant,
         "tracking_uri": tracking_uri,
-        "prediction_log": _local(args.prediction_log or ""),
         "eval_data": _local(args.eval_data or ""),
         "target_fpr": args.fpr,
         "views": args.views,
@@ -203,7 +202,10 @@ def _pipeline_arguments(
     if args.pipeline == "retraining":
         settings = {"backbone": args.backbone, "input_size": [args.size, args.size]}
         arguments = _retraining_arguments(args, tracking_uri, repository)
-        return arguments | {"settings_json": json.dumps(settings)}
+        return arguments | {
+            "prediction_log": _local(args.prediction_log or ""),
+            "settings_json": json.dumps(settings),
+        }
     return _drift_arguments(args, tracking_uri, repository)
 
 
