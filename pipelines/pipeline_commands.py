@@ -183,12 +183,14 @@ def _retraining_arguments(args: argparse.Namespace, tracking_uri: str, repositor
     }
 
 
-def _drift_arguments(args: argparse.Namespace, tracking_uri: str, repository: str) -> dict:
+def _drift_arguments(
+    args: argparse.Namespace, out: Path, tracking_uri: str, repository: str
+) -> dict:
     from anomalyops.pipelines.drift_commands import drift_settings
 
     return _retraining_arguments(args, tracking_uri, repository) | {
         "prediction_log": _local(args.log_db),
-        "drift_out": _local(args.drift_out or str(Path(args.out) / "drift")),
+        "drift_out": _local(args.drift_out or str(out / "drift")),
         "drift_settings_json": json.dumps(drift_settings(args)),
     }
 
@@ -206,7 +208,7 @@ def _pipeline_arguments(
             "prediction_log": _local(args.prediction_log or ""),
             "settings_json": json.dumps(settings),
         }
-    return _drift_arguments(args, tracking_uri, repository)
+    return _drift_arguments(args, out, tracking_uri, repository)
 
 
 def _submit(args: argparse.Namespace, module, arguments: dict) -> int:

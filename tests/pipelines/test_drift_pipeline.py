@@ -51,7 +51,7 @@ def log_production(path, reference, rows: int, shift: float) -> None:
         log.write(records)
 
 
-def arguments(tmp_path, tracking_uri: str, new_good) -> dict:
+def arguments(tmp_path, tracking_uri: str, new_good, eval_data="") -> dict:
     import json
 
     return {
@@ -62,7 +62,7 @@ def arguments(tmp_path, tracking_uri: str, new_good) -> dict:
         "new_good": str(new_good),
         "triton_repository": str(tmp_path / "repository"),
         "drift_settings_json": json.dumps(WINDOW),
-        "eval_data": "",
+        "eval_data": str(eval_data),
         "views": 4,
     }
 
@@ -79,12 +79,13 @@ def test_no_drift_no_retraining(tmp_path, champion, new_good):
 
 
 @pytest.mark.slow
-def test_drift_runs_retraining_and_serves_the_new_champion(tmp_path, champion, new_good):
+def test_drift_runs_retraining_and_serves_the_new_champion(tmp_path, champion, new_good, weld):
     from mlflow import MlflowClient
 
     reference = load_reference(tmp_path / "repository" / "weld" / "1")
     log_production(tmp_path / "predictions.db", reference, 80, shift=0.3)
-    verdict = run_local(arguments(tmp_path, champion.uri, new_good), tmp_path / "kfp")
+    # The gate needs defects to measure on: the test split (no reviewed defects here).
+    verdict = run_local(arguments(tmp_path, champion.uri, new_good, weld), tmp_path / "kfp")
     assert verdict["drift"] is True, verdict["reason"]
     assert list((tmp_path / "kfp").rglob("adapt-component"))
     client = MlflowClient(champion.uri, champion.uri)
