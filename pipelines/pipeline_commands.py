@@ -117,11 +117,11 @@ def _failed(error: Exception, run_dir: Path | None, out: Path) -> int:
     """Say a local run failed, and where its validation report is when validation stopped it."""
     report = _task_folder(run_dir, "validate") / "report" if run_dir else None
     print(f"error: pipeline failed: {error}", file=sys.stderr)
+    if run_dir:
+        print(f"step outputs: {run_dir}", file=sys.stderr)
     if report and report.is_file():
         shutil.copyfile(report, out / "validation.html")
         print(f"validation report: {out / 'validation.html'}", file=sys.stderr)
-    if run_dir:
-        print(f"step outputs: {run_dir}", file=sys.stderr)
     return 2
 
 
