@@ -91,10 +91,12 @@ def scores(detector, patches: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(squared[:, 0], 0)).reshape(n, p).max(axis=1)
 
 
-def run(name: str, root: Path, cap: int) -> dict:
+def run(name: str, root: Path, cap: int, saved=lambda row: None) -> dict:
+    """One dataset's row; SAVED(row) after every k, so an interrupted run keeps its part."""
     train = FolderDataset(root).load_train(SIZE, "skip", progress=False)
     test = capped_test(root, cap)
     row = {"dataset": name, "train_images": len(train.images), "test_images": len(test.images)}
+    row["full_shot"], row["full_shot_source"] = full_shot(name, root, test)
     started = time.perf_counter()
     patches = test_patches(create("patchcore"), test.images)
     row["feature_seconds"] = round(time.perf_counter() - started, 1)
@@ -114,7 +116,7 @@ def run(name: str, root: Path, cap: int) -> dict:
         row[f"k{k}_seconds"] = round(time.perf_counter() - k_started, 1)
         print(f"{name} k={k}: median {row[f'k{k}']:.3f} of {np.round(values, 3).tolist()} "
               f"({row[f'k{k}_seconds']} s)", flush=True)  # fmt: skip
-    row["full_shot"], row["full_shot_source"] = full_shot(name, root, test)
+        saved(row)
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
 
@@ -122,12 +124,15 @@ def run(name: str, root: Path, cap: int) -> dict:
 def markdown(rows: list[dict]) -> str:
     head = "| dataset | " + " | ".join(f"k={k}" for k in SHOTS) + " | full-shot |"
     lines = [head, "|---|" + "---:|" * (len(SHOTS) + 1)]
-    for row in rows:
-        cells = " | ".join(f"{100 * row[f'k{k}']:.1f}" for k in SHOTS)
+    for row in rows:  # "–": not measured (an interrupted run)
+        cells = " | ".join(f"{100 * row[f'k{k}']:.1f}" if f"k{k}" in row else "–" for k in SHOTS)
         lines.append(f"| {row['dataset']} | {cells} | {100 * row['full_shot']:.1f} |")
-    mean = " | ".join(f"{100 * np.mean([r[f'k{k}'] for r in rows]):.1f}" for k in SHOTS)
-    full = 100 * np.mean([r["full_shot"] for r in rows])
-    lines.append(f"| **mean of ours** | {mean} | {full:.1f} |")
+    if len(rows) > 1:
+        mean = " | ".join(
+            f"{100 * np.mean([r[f'k{k}'] for r in rows if f'k{k}' in r]):.1f}" for k in SHOTS
+        )
+        full = 100 * np.mean([r["full_shot"] for r in rows])
+        lines.append(f"| **mean of ours** | {mean} | {full:.1f} |")
     for method, values in ANCHORS.items():
         cells = " | ".join(f"{values[k]:.1f}" if k in values else "–" for k in SHOTS)
         lines.append(f"| {method} (MVTec AD avg, published) | {cells} | – |")
@@ -142,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     started, rows = time.perf_counter(), []
     for name in args.datasets.split(","):
-        rows.append(run(name, DATASETS[name], args.test_cap))
+        rows.append(run(name, DATASETS[name], args.test_cap,
+                        lambda row: save([*rows, row], args, started)))  # fmt: skip
         save(rows, args, started)
 
 
