@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CHART, VALUE_SETS, values_args
+from chart_values import CHART, VALUE_SETS, values_args
 from k8s_schemas import KSERVE_GROUP, builtin_errors, kserve_errors
 
 PLANT = "plant"  # the namespace the tests render into
@@ -164,27 +164,33 @@ def test_cpu_lines_ask_for_no_gpu_and_run_in_standard_mode(render):
 def test_transformer_serves_the_line_variant_from_the_same_repository(render):
     for line in kinds(render("gpu"), "InferenceService"):
         variant = line["metadata"]["labels"]["anomalyops.io/variant"]
-        storage = line["spec"]["predictor"]["model"]["storageUri"].rstrip("/")
+        storage = line["spec"]["predictor"]["model"]["storageUri"]
         transformer = line["spec"]["transformer"]
-        assert transformer["storageUris"] == [
-            {"uri": f"{storage}/{variant}", "mountPath": "/mnt/models"}
+        assert transformer["storageUris"] == [  # the whole repository, as Triton's
+            {"uri": storage, "mountPath": "/mnt/models"}
         ]
         (container,) = transformer["containers"]
         assert container["command"] == ["python", "-m", "anomalyops.serving.transformer"]
         assert f"--model_name={variant}" in container["args"]
-        assert "--model_dir=/mnt/models" in container["args"]
+        assert "--model_repository=/mnt/models" in container["args"]
+        assert "--bind_address=0.0.0.0" in container["args"]
         claim = transformer["volumes"][0]["persistentVolumeClaim"]["claimName"]
         assert claim == f"rel-anomalyops-{line['metadata']['name']}-predictions"
 
 
-def test_the_transformer_accepts_the_flags_chart_and_kserve_pass():
+def test_the_transformer_accepts_the_flags_chart_and_kserve_pass(render):
     """The chart's and KServe's flags exist in serving/transformer.py's own parser."""
     result = subprocess.run(
         [sys.executable, "-m", "anomalyops.serving.transformer", "--help"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for flag in ("--model_name", "--model_dir", "--log_db", "--predictor_host", "--http_port"):
+    chart_flags = {
+        arg.split("=")[0]
+        for line in kinds(render("gpu"), "InferenceService")
+        for arg in line["spec"]["transformer"]["containers"][0]["args"]
+    }
+    for flag in chart_flags | {"--predictor_host", "--http_port"}:
         assert flag in result.stdout
 
 
