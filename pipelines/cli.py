@@ -1,4 +1,8 @@
-"""`anomalyops` command line: fit, predict, evaluate, demo."""
+"""`anomalyops` command line: fit, predict, evaluate, demo.
+
+Imports stay inside the commands: torch, MLflow and KFP take seconds to load, and
+`--help` or a mistyped argument must answer at once (tests/pipelines/test_cli_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from anomalyops.components.backbones import BACKBONES
-from anomalyops.components.detectors import DETECTORS
 from anomalyops.pipelines import pipeline_commands, serving_commands
 
 log = logging.getLogger("anomalyops")
+# The registries' names, spelled out so that building the parser imports no torch;
+# a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
+DETECTOR_KINDS = ("padim", "patchcore")
+BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
+
+
+def variant_name(value: str) -> str:
+    """argparse type for variant/model names: the one rule in serving/names.py."""
+    from anomalyops.serving.names import InvalidNameError, check_name
+
+    try:
+        return check_name(value)
+    except InvalidNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -57,6 +71,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from anomalyops.components.report import map_range, overlay
     from anomalyops.components.train import load_trained
     from anomalyops.serving.imaging import ImageDecodeError, load_image
@@ -116,8 +132,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=sorted(DETECTORS), default="patchcore")
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
+    parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
+    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
     parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
     parser.add_argument(
@@ -183,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from anomalyops.components.backbones import WeightsUnavailableError
-    from anomalyops.components.datasets import DatasetError
-
     try:
         return args.func(args)
-    except (DatasetError, WeightsUnavailableError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:
+        # Bad input, file-system faults, registry/model errors: one line naming the
+        # file or field (the messages do); the traceback only with --verbose.
+        if args.verbose:
+            log.exception("traceback")
+        print(f"error: {str(error).strip() or type(error).__name__}", file=sys.stderr)
         return 2
 
 

@@ -9,7 +9,6 @@ scored gets its own error instead of failing the rest.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from anomalyops.serving.imaging import ImageDecodeError, load_image
+from anomalyops.serving.retries import call_with_retries
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {"429", "502", "503", "504"}
@@ -74,17 +74,12 @@ class TritonClient:
 
     def _call(self, what: str, function, *args, **kwargs):
         """Run a tritonclient call, retrying connection failures with backoff."""
-        for attempt in range(self.retries + 1):
-            try:
-                return function(*args, **kwargs)
-            except Exception as error:
-                if not _retryable(error) or attempt == self.retries:
-                    message = error.message() if hasattr(error, "message") else str(error)
-                    raise InferenceError(f"{what} at {self.url}: {message}") from None
-                delay = self.backoff * 2**attempt
-                log.warning("%s failed (%s); retry %d in %.1f s", what, error, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            return call_with_retries(lambda: function(*args, **kwargs), what,
+                                     self.retries + 1, self.backoff, _retryable, log)  # fmt: skip
+        except Exception as error:
+            message = error.message() if hasattr(error, "message") else str(error)
+            raise InferenceError(f"{what} at {self.url}: {message}") from None
 
     def metadata(self) -> tuple[tuple[int, int], dict[str, float]]:
         """(input height, width) and the calibrated thresholds the server publishes."""
