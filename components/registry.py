@@ -425,12 +425,8 @@ def _register(
             # then the next run to take the lock rolls it back).
             with contextlib.suppress(Exception):
                 if lock.lost is None:  # else the run that took the lock rolls it back
-                    _roll_back(
-                        client,
-                        variant,
-                        client.get_model_version(variant, version),
-                        lambda _what, call: call(),
-                    )
+                    _roll_back(client, variant, client.get_model_version(variant, version),
+                               lambda _what, call: call())  # fmt: skip
             raise RegistryError(
                 f"registering {variant} version {version} failed: {error}"
             ) from error
@@ -468,7 +464,9 @@ def _roll_back(client, variant: str, version, retry) -> None:
     """Undo a half-registration: aliases back where they were, version deleted, run FAILED."""
     tags = version.tags or {}
     for alias in (CHAMPION, CHALLENGER):
-        if alias not in (version.aliases or []):
+        # Read the alias itself: search results do not always carry a version's aliases.
+        holder = retry(f"read {alias}", lambda a=alias: _alias(client, variant, a))
+        if holder is None or str(holder.version) != str(version.version):
             continue
         previous = tags.get(f"previous_{alias}")
         if previous:
