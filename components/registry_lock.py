@@ -173,6 +173,12 @@ class VariantLock:
         """Raise LockError unless this run still holds the lock (call before committing)."""
         if self.lost is None and time.monotonic() - self.renewed > self.lease_s:
             self.lost = f"the lease of {self.name} ran out without renewal"
+        if self.lost is None:
+            states = self.retry(
+                "read registry lock", lambda: lock_states(self.client, self.variant)
+            )
+            if not states or states[-1].name != self.name:
+                self.lost = f"{self.name} was removed or taken over by another run"
         if self.lost is not None:
             raise LockError(f"registry lock lost: {self.lost}")
 
