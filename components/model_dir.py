@@ -31,8 +31,10 @@ def check_writable_file(path: str | Path, what: str) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{what} {path} is not writable")
     folder = path.parent
-    if not folder.is_dir():
-        raise OutputError(f"{what} {path}: folder {folder} does not exist")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{what} {path}: cannot create {folder} ({error.strerror})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {path}: folder {folder} is not writable")
     return path

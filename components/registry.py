@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from anomalyops.components.datasets import FolderDataset
 from anomalyops.components.registry_lock import LEASE_S, VariantLock, error_code, force_unlock
 from anomalyops.serving.names import check_name
 from anomalyops.serving.retries import call_with_retries
@@ -167,11 +166,6 @@ def with_retries(what: str, call: Callable[[], T], attempts: int = 4, backoff: f
 
 
 # ---------------------------------------------------------------- promotion rule
-
-
-def evaluation_set_hash(data: str | Path) -> str:
-    """sha256 over the test split's images and masks: what metrics were measured on."""
-    return FolderDataset(data).content_hash(("test", "ground_truth"))
 
 
 def _number(value: Any) -> float | None:

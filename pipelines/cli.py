@@ -52,6 +52,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.calibration_fraction,
         args.fpr,
         on_error=args.on_error,
+        force=args.force,
     )
     print(f"saved {args.detector} to {result.model_dir}")
     print(f"image {result.image_threshold.summary()}")
@@ -121,9 +122,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Path(args.data) if args.data else make_synthetic_dataset(Path(tempfile.mkdtemp()) / "parts")
     )
     print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
-    result = train(
-        data, out / "model", args.detector, _settings(args), args.calibration_fraction, args.fpr
-    )
+    settings = _settings(args)
+    # A demo reruns into the same folder: replacing its own previous model is the point.
+    result = train(data, out / "model", args.detector, settings, args.calibration_fraction,
+                   args.fpr, force=True)  # fmt: skip
     print(f"image {result.image_threshold.summary()}")
     metrics = evaluate(out / "model", data, out / "report.html")
     print(as_table(metrics))
@@ -158,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="train a detector on good images")
     fit.add_argument("--data", required=True, help="dataset folder (MVTec AD layout)")
     fit.add_argument("--out", required=True, help="where to save the model")
+    fit.add_argument(
+        "--force", action="store_true", help="replace a model already in --out (as a whole)"
+    )
     fit.add_argument(
         "--on-error",
         choices=["skip", "raise"],

@@ -23,7 +23,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
-from anomalyops.serving.contract import CONTRACT_FILE, ModelContract, load_contract
+from anomalyops.serving.contract import (
+    CONTRACT_FILE,
+    ModelContract,
+    load_contract,
+    verify_model_files,
+)
+from anomalyops.serving.names import check_name
 
 Flavour = Literal["onnxruntime", "python"]
 FLAVOURS: tuple[str, ...] = ("onnxruntime", "python")
@@ -143,13 +149,10 @@ def add_model(
     **config: object,
 ) -> Path:
     """Copy one exported model into `repository/name/<next version>/`; returns that folder."""
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"invalid Triton model name {name!r}")
+    check_name(name, "Triton model")
     export_dir = Path(export_dir)
     contract = load_contract(export_dir)
-    onnx_file = export_dir / contract.onnx["file"]
-    if not onnx_file.is_file():
-        raise FileNotFoundError(f"{onnx_file}: missing (named by {export_dir / CONTRACT_FILE})")
+    verify_model_files(export_dir, contract)
     config_text = model_config(name, contract, flavour, **config)  # refuse bad args first
     model_dir = Path(repository) / name
     model_dir.mkdir(parents=True, exist_ok=True)
