@@ -67,8 +67,11 @@ class ModelOutput:
             raise OutputError(
                 f"--out {target}: cannot create {parent} ({error.strerror})"
             ) from None
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"--out {target}: folder {parent} is not writable")
+        try:  # a real write, not os.access: root, read-only mounts and ACLs all show here
+            os.rmdir(tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=parent))
+        except OSError as error:
+            raise OutputError(f"--out {target}: folder {parent} is not writable "
+                              f"({error.strerror or error})") from None  # fmt: skip
 
     def __enter__(self) -> Path:
         try:

@@ -42,6 +42,9 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from anomalyops.components.model_dir import ModelOutput
+
+    ModelOutput(args.out, args.force)  # refuse a bad --out before seconds of imports
     from anomalyops.components.train import train
 
     result = train(

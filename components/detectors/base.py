@@ -186,7 +186,10 @@ class Detector(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, directory / WEIGHTS_FILE)
+        try:
+            save_file(state, directory / WEIGHTS_FILE)
+        except SafetensorError as error:  # its I/O errors (disk full) are no OSError
+            raise OSError(f"{directory / WEIGHTS_FILE}: {error}") from None
         # The checksum travels in detector.json so a damaged or edited bank fails at load.
         description = self.describe() | {"weights_sha256": file_sha256(directory / WEIGHTS_FILE)}
         (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2))
