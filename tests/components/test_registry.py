@@ -275,3 +275,12 @@ def test_bad_variant_names_are_refused_before_any_work(name, tmp_path):
 
     with pytest.raises(InvalidNameError, match="lowercase letters"):
         register(tmp_path, GOOD, name, "http://127.0.0.1:9", [], EVAL_HASH)
+
+
+def test_evaluation_with_skipped_images_is_not_promoted(server, model_dir):
+    register(model_dir, GOOD, "skips", server.uri, [], EVAL_HASH)
+    skipped = register(model_dir, GOOD | {"image_auroc": 0.99, "test_skipped": 2}, "skips",
+                       server.uri, [], "d" * 64)  # fmt: skip
+    assert not skipped.promoted and skipped.champion == "1"
+    assert "2 unreadable test images were skipped" in skipped.reason
+    assert "different evaluation set" in skipped.reason

@@ -41,5 +41,5 @@ def test_parser_choices_match_the_registries():
     from anomalyops.components.detectors import DETECTORS
     from anomalyops.pipelines.cli import BACKBONE_NAMES, DETECTOR_KINDS
 
-    assert DETECTOR_KINDS == tuple(sorted(DETECTORS))
-    assert BACKBONE_NAMES == tuple(sorted(BACKBONES))
+    assert tuple(sorted(DETECTORS)) == DETECTOR_KINDS
+    assert tuple(sorted(BACKBONES)) == BACKBONE_NAMES
