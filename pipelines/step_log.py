@@ -39,12 +39,14 @@ class StepLog:
         """'ErrorType: message' of the last exception in the log, or None."""
         lines = [ANSI.sub("", line).rstrip() for line in [*self.lines, self._partial]]
         for index in range(len(lines) - 1, -1, -1):
-            match = EXCEPTION_LINE.match(lines[index])
+            stripped = lines[index].lstrip()  # kfp.local indents a step's output
+            match = EXCEPTION_LINE.match(stripped)
             if match:
+                indent = len(lines[index]) - len(stripped)
                 message = [f"{match.group(1)}: {match.group(2)}"]
                 for more in lines[index + 1 :]:
-                    if not more.startswith("  "):
+                    if not more.strip() or len(more) - len(more.lstrip()) <= indent:
                         break
-                    message.append(more)
+                    message.append(more[indent:])
                 return "\n".join(message)
         return None

@@ -14,7 +14,6 @@ Two flavours of the same model.onnx:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
@@ -22,6 +21,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
+
+from filelock import FileLock
 
 from anomalyops.serving.contract import (
     CONTRACT_FILE,
@@ -114,12 +115,8 @@ def model_lock(repository: str | Path, name: str) -> Iterator[Path]:
     """Hold an exclusive lock on one model of the repository (deploys of a variant queue)."""
     model_dir = Path(repository) / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    with open(model_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield model_dir
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(model_dir / LOCK_FILE):
+        yield model_dir
 
 
 def latest_version(model_dir: str | Path) -> Path | None:
