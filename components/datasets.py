@@ -106,7 +106,7 @@ class FolderDataset:
             for folder in folders
             if (self.root / folder).is_dir()
             for path in sorted((self.root / folder).rglob("*"))
-            if path.suffix.lower() in IMAGE_SUFFIXES
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
         ]
         return files_sha256(self.root, paths)
 

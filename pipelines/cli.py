@@ -1,4 +1,8 @@
-"""`anomalyops` command line: fit, predict, evaluate, demo."""
+"""`anomalyops` command line: fit, predict, evaluate, demo.
+
+Imports stay inside the commands: torch, MLflow and KFP take seconds to load, and
+`--help` or a mistyped argument must answer at once (tests/pipelines/test_cli_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from anomalyops.components.backbones import BACKBONES
-from anomalyops.components.detectors import DETECTORS
 from anomalyops.pipelines import drift_commands, pipeline_commands, serving_commands
 
 log = logging.getLogger("anomalyops")
+# The registries' names, spelled out so that building the parser imports no torch;
+# a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
+DETECTOR_KINDS = ("padim", "patchcore")
+BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
+
+
+def variant_name(value: str) -> str:
+    """argparse type for variant/model names: the one rule in serving/names.py."""
+    from anomalyops.serving.names import InvalidNameError, check_name
+
+    try:
+        return check_name(value)
+    except InvalidNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -28,6 +42,9 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from anomalyops.components.model_dir import ModelOutput
+
+    ModelOutput(args.out, args.force)  # refuse a bad --out before seconds of imports
     from anomalyops.components.train import train
 
     result = train(
@@ -38,6 +55,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.calibration_fraction,
         args.fpr,
         on_error=args.on_error,
+        force=args.force,
     )
     print(f"saved {args.detector} to {result.model_dir}")
     print(f"image {result.image_threshold.summary()}")
@@ -57,6 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from anomalyops.components.report import map_range, overlay
     from anomalyops.components.train import load_trained
     from anomalyops.serving.frame_check import FrameCheck
@@ -119,9 +139,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Path(args.data) if args.data else make_synthetic_dataset(Path(tempfile.mkdtemp()) / "parts")
     )
     print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
-    result = train(
-        data, out / "model", args.detector, _settings(args), args.calibration_fraction, args.fpr
-    )
+    settings = _settings(args)
+    # A demo reruns into the same folder: replacing its own previous model is the point.
+    result = train(data, out / "model", args.detector, settings, args.calibration_fraction,
+                   args.fpr, force=True)  # fmt: skip
     print(f"image {result.image_threshold.summary()}")
     metrics = evaluate(out / "model", data, out / "report.html")
     print(as_table(metrics))
@@ -130,8 +151,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=sorted(DETECTORS), default="patchcore")
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
+    parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
+    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
     parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
     parser.add_argument(
@@ -156,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="train a detector on good images")
     fit.add_argument("--data", required=True, help="dataset folder (MVTec AD layout)")
     fit.add_argument("--out", required=True, help="where to save the model")
+    fit.add_argument(
+        "--force", action="store_true", help="replace a model already in --out (as a whole)"
+    )
     fit.add_argument(
         "--on-error",
         choices=["skip", "raise"],
@@ -199,13 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from anomalyops.components.backbones import WeightsUnavailableError
-    from anomalyops.components.datasets import DatasetError
-
     try:
         return args.func(args)
-    except (DatasetError, WeightsUnavailableError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:
+        # Bad input, file-system faults, registry/model errors: one line naming the
+        # file or field (the messages do); the traceback only with --verbose.
+        if args.verbose:
+            log.exception("traceback")
+        print(f"error: {str(error).strip() or type(error).__name__}", file=sys.stderr)
         return 2
 
 

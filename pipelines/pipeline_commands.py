@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -81,6 +82,22 @@ def _collect_reports(run_dir: Path, target: Path) -> Path:
     return target
 
 
+def _report_failure(training, out: Path, error: RuntimeError, step_error: str | None) -> int:
+    """Say which step failed and, first, why in the step's own words; keep its report."""
+    from anomalyops.pipelines.step_log import ANSI
+
+    run_dir = training.latest_run(out / "kfp")
+    message = ANSI.sub("", str(error))
+    if step_error:
+        message = f"{message}\n{step_error}"
+    print(f"error: pipeline failed: {message}", file=sys.stderr)
+    report = _task_folder(run_dir, "validate") / "report" if run_dir else None
+    if report and report.is_file():
+        shutil.copyfile(report, out / "validation.html")
+        print(f"validation report: {out / 'validation.html'}", file=sys.stderr)
+    return 2
+
+
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
     from anomalyops.pipelines import training
@@ -102,32 +119,32 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         print(f"submitted {args.pipeline} run {run_id} to {args.host}")
         return 0
 
-    from anomalyops.components.registry import LocalServer, RegistryError
+    from anomalyops.components.registry import LocalServer, unlock
+    from anomalyops.pipelines.process_group import stop_children_on_termination
+    from anomalyops.pipelines.step_log import StepLog
 
     server = None
     tracking_uri = args.tracking_uri
-    if not tracking_uri:
-        server = LocalServer(out / "mlflow").start()
-        tracking_uri = server.uri
-        print(f"MLflow UI: {tracking_uri} (local server, store {out / 'mlflow'})")
     repository = Path(args.triton_repository or out / "triton-repository").resolve()
-    try:
-        arguments = _arguments(args, data, tracking_uri, str(repository))
-        result = training.run_local(arguments, out / "kfp")
-    except RuntimeError as error:
-        run_dir = training.latest_run(out / "kfp")
-        report = _task_folder(run_dir, "validate") / "report" if run_dir else None
-        print(f"error: pipeline failed: {error}", file=sys.stderr)
-        if report and report.is_file():
-            shutil.copyfile(report, out / "validation.html")
-            print(f"validation report: {out / 'validation.html'}", file=sys.stderr)
-        return 2
-    except RegistryError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if server is not None and not args.serve:
-            server.stop()
+    step_log = StepLog(sys.stdout)
+    with stop_children_on_termination():
+        try:
+            if not tracking_uri:
+                server = LocalServer(out / "mlflow").start()
+                tracking_uri = server.uri
+                print(f"MLflow UI: {tracking_uri} (local server, store {out / 'mlflow'})")
+            if args.force_unlock:
+                locks, versions = unlock(tracking_uri, args.variant)
+                print(f"force-unlock {args.variant}: removed locks {locks or 'none'}, "
+                      f"rolled back versions {versions or 'none'}")  # fmt: skip
+            arguments = _arguments(args, data, tracking_uri, str(repository))
+            with contextlib.redirect_stdout(step_log):
+                result = training.run_local(arguments, out / "kfp")
+        except RuntimeError as error:
+            return _report_failure(training, out, error, step_log.step_error())
+        finally:
+            if server is not None and not args.serve:
+                server.stop()
     decision = result.decision
     status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
     print(f"pipeline finished in {result.seconds:.1f} s; step outputs in {result.run_dir}")
@@ -188,7 +205,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     """Register `pipeline run` and `pipeline compile` under the main parser."""
-    from anomalyops.pipelines.cli import _add_model_options
+    from anomalyops.pipelines.cli import _add_model_options, variant_name
 
     pipeline = commands.add_parser("pipeline", help="run or compile Kubeflow pipelines")
     actions = pipeline.add_subparsers(dest="action", required=True)
@@ -199,7 +216,12 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
         "--data",
         help="dataset folder or s3:// / gs:// URI (MVTec AD layout); synthetic when omitted",
     )
-    run.add_argument("--variant", required=True, help="product variant = registered model name")
+    run.add_argument(
+        "--variant",
+        required=True,
+        type=variant_name,
+        help="product variant = registered model name (lowercase, digits, '-')",
+    )
     run.add_argument("--host", help="Kubeflow Pipelines endpoint; local run when omitted")
     run.add_argument("--tracking-uri", help="MLflow server; a local one is started when omitted")
     run.add_argument("--out", default="runs/pipeline", help="local outputs and MLflow store")
@@ -239,6 +261,12 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--serve", action="store_true", help="keep the local MLflow UI up after")
     _add_cluster_options(run)
+    run.add_argument(
+        "--force-unlock",
+        action="store_true",
+        help="first remove the variant's registry lock and roll back half-registered "
+        "versions (only when the run holding it is known to be dead)",
+    )
     _add_model_options(run)
     run.set_defaults(func=cmd_pipeline_run)
 

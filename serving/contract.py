@@ -139,6 +139,26 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
     )
 
 
+def verify_model_files(directory: str | Path, contract: ModelContract | None = None) -> Path:
+    """The ONNX file of an exported directory, checked against model.json's sha256.
+
+    Called before a model is deployed (repository.add_model): a replaced or damaged
+    model.onnx must not be served under another model's thresholds and lineage.
+    """
+    from anomalyops.serving.checksums import ChecksumError, verify_sha256
+
+    directory = Path(directory)
+    contract = contract or load_contract(directory)
+    onnx_file = directory / contract.onnx["file"]
+    if not onnx_file.is_file():
+        raise ContractError(f"{onnx_file}: missing (named by {directory / CONTRACT_FILE})")
+    try:
+        verify_sha256(onnx_file, contract.onnx.get("sha256"), directory / CONTRACT_FILE)
+    except ChecksumError as error:
+        raise ContractError(str(error)) from None
+    return onnx_file
+
+
 def load_contract(directory: str | Path) -> ModelContract:
     """The contract of an exported model directory (or a model.json path)."""
     path = Path(directory)

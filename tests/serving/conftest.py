@@ -23,7 +23,7 @@ def python_repository(weld_export, tmp_path_factory):
     from anomalyops.serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("triton") / "repository"
-    return build_repository(repo, {"weld": weld_export, "weld_line2": weld_export}, "python")
+    return build_repository(repo, {"weld": weld_export, "weld-line2": weld_export}, "python")
 
 
 @pytest.fixture(scope="session")
