@@ -13,7 +13,7 @@ import numpy as np
 
 from anomalyops.components.backbones import BACKBONES
 from anomalyops.components.detectors import DETECTORS
-from anomalyops.pipelines import pipeline_commands, serving_commands
+from anomalyops.pipelines import pipeline_commands, review_commands, serving_commands
 
 log = logging.getLogger("anomalyops")
 
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving_commands.add_infer(commands)
     serving_commands.add_export(commands)
     pipeline_commands.add_pipeline_commands(commands)
+    review_commands.add_review_commands(commands)
     return parser
 
 
