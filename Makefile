@@ -9,7 +9,7 @@ DATA ?= tests/data/weld
 OUT ?= runs/demo
 VARIANT ?= weld
 
-.PHONY: venv demo test lint bench clean triton-venv
+.PHONY: venv demo test lint bench clean triton-venv browser
 
 venv: $(STAMP)
 
@@ -37,7 +37,13 @@ $(TRITON_STAMP): requirements-triton.lock
 	$(TRITON_VENV)/bin/python -m pip install --quiet -r requirements-triton.lock
 	rm -f $(TRITON_VENV)/.installed-* && touch $@
 
-test: $(STAMP) $(TRITON_STAMP) lint
+# Browser tests drive Debian's chromium (Playwright's own download fails here).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+test: $(STAMP) $(TRITON_STAMP) browser lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

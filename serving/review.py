@@ -160,7 +160,7 @@ class References:
             return None, f"no reference: {error}"
 
 
-def _one_line(errors: Sequence[Any]) -> str:
+def one_line(errors: Sequence[Any]) -> str:
     """Validation errors as one line naming each field: `query.limit: ...; body.verdict: ...`."""
     return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors)
 
@@ -211,8 +211,8 @@ def create_app(
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def one_line(request: Request, error: RequestValidationError) -> Response:
-        message = _one_line(error.errors())
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        message = one_line(error.errors())
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": message}, status_code=422)
         return PlainTextResponse(f"bad request: {message}", status_code=422)
@@ -269,7 +269,7 @@ def create_app(
         try:
             body = VerdictBody.model_validate_json(await request.body())
         except ValidationError as error:
-            raise HTTPException(422, _one_line(error.errors())) from None
+            raise HTTPException(422, one_line(error.errors())) from None
         reviewer = request.headers.get(user_header, "").strip() or (body.reviewer or "").strip()
         if not reviewer:
             raise HTTPException(

@@ -48,3 +48,24 @@ def triton_server():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; `make browser` installs it
+# No sandbox (CI runs as root); nothing that reaches out of this closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by Playwright (its own browser download fails here)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} absent: run `make browser`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -30,3 +35,31 @@ def python_repository(weld_export, tmp_path_factory):
 def triton(python_repository, triton_server):
     with triton_server(python_repository) as server:
         yield server
+
+
+@contextlib.contextmanager
+def _serve(app) -> Iterator[str]:
+    import uvicorn
+
+    from anomalyops.serving.triton import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def web_server():
+    """`with web_server(app) as url:` serves a FastAPI app with the real uvicorn on 127.0.0.1."""
+    return _serve
