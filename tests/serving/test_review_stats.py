@@ -26,7 +26,7 @@ def test_daily_false_alarms_count_by_prediction_day_newest_first():
 def test_histogram_shares_sum_to_one_on_shared_edges_with_the_threshold_inside():
     histogram = score_histogram([1.0, 2.0, 2.0, None, 9.0], [1.0, 1.5], threshold=12.0, bins=10)
     assert histogram.logged_count == 4 and histogram.reference_count == 2
-    assert sum(histogram.logged) == pytest.approx(1) and sum(histogram.reference) == pytest.approx(1)
+    assert sum(histogram.logged) == pytest.approx(1) == sum(histogram.reference)
     assert histogram.edges[0] == 1.0 and histogram.edges[-1] == 12.0  # threshold on the axis
     assert histogram.position(12.0, 300) == pytest.approx(300)
     bars = histogram.bars(300, 100)
