@@ -249,7 +249,7 @@ def create_app(
         html = pages.get_template("review.html").render(
             filters=filters, rows=rows, days=summary(filters), histogram=histogram,
             reference_note=reference_note, reviewer=reviewer, verdicts=VERDICTS,
-            shown_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            shown_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )  # fmt: skip
         return HTMLResponse(html)
 
@@ -307,6 +307,10 @@ def create_app(
             Image.fromarray(anomaly_map).resize((width, height), Image.Resampling.BILINEAR)
         )
         return _png(overlay(picture, scaled, *map_range(scaled)))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # browsers ask; nothing to show
 
     @app.get("/healthz")
     def health() -> dict[str, Any]:
