@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.reference and args.repository:
         raise ValueError("give --reference or --repository, not both")
     serve(args.log_db, args.host, args.port, args.reference, args.repository, args.variant,
-          args.user_header)  # fmt: skip
+          args.user_header, args.root_path)  # fmt: skip
     return 0
 
 
@@ -112,5 +112,8 @@ def add_review_commands(commands: argparse._SubParsersAction) -> None:
         "--user-header",
         default="X-Forwarded-User",
         help="header in which the ingress names the signed-in reviewer",
+    )
+    serve.add_argument(
+        "--root-path", default="", help="path prefix the ingress serves the page under"
     )
     serve.set_defaults(func=cmd_serve)

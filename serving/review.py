@@ -56,7 +56,7 @@ MAX_ID = 2**63 - 1  # SQLite's integer range
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self';"
-        " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        " connect-src 'self'; form-action 'self'; base-uri 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -250,6 +250,7 @@ def create_app(
             filters=filters, rows=rows, days=summary(filters), histogram=histogram,
             reference_note=reference_note, reviewer=reviewer, verdicts=VERDICTS,
             shown_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            root=request.scope.get("root_path", "").rstrip("/"),
         )  # fmt: skip
         return HTMLResponse(html)
 
@@ -337,8 +338,12 @@ def serve(
     repository: str | Path | None = None,
     variant: str | None = None,
     user_header: str = USER_HEADER,
+    root_path: str = "",
 ) -> None:
-    """Run the review app with uvicorn until interrupted."""
+    """Run the review app with uvicorn until interrupted.
+
+    ROOT_PATH is the prefix the ingress serves it under (e.g. /review) and strips.
+    """
     import uvicorn
 
     app = create_app(log_path, References(reference, repository), variant, user_header)
@@ -347,4 +352,4 @@ def serve(
         f" ({app.state.log.count()} predictions)",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning")

@@ -38,13 +38,14 @@ def triton(python_repository, triton_server):
 
 
 @contextlib.contextmanager
-def _serve(app) -> Iterator[str]:
+def _serve(app, **config) -> Iterator[str]:
     import uvicorn
 
     from anomalyops.serving.triton import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    settings = {"host": "127.0.0.1", "port": port, "log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, **settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -61,5 +62,5 @@ def _serve(app) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def web_server():
-    """`with web_server(app) as url:` serves a FastAPI app with the real uvicorn on 127.0.0.1."""
+    """`with web_server(app, **uvicorn_config) as url:` serves an app with the real uvicorn."""
     return _serve

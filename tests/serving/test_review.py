@@ -190,3 +190,9 @@ def test_histogram_draws_logged_scores_against_each_variants_reference(
 def test_a_wrong_reference_path_fails_at_start(tmp_path):
     with pytest.raises(ReferenceError, match="missing"):
         References(reference=tmp_path / "nowhere.json")
+
+
+def test_links_follow_the_prefix_the_ingress_strips(log_path, web_server):
+    with web_server(create_app(log_path), root_path="/review") as url:
+        page = httpx.get(url + "/").text  # the ingress took /review off the path
+    assert '<base href="/review/">' in page and 'href="static/review.css"' in page
