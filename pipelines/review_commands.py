@@ -27,7 +27,7 @@ def _existing_log(path: str):  # -> PredictionLog
 
 
 def _cell(value: object) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
