@@ -61,15 +61,14 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-FIELD = Field(default=None, max_length=100)
 PredictionId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 class Filters(BaseModel):
     """The page's query: every field bounded; an empty field means 'any'."""
 
-    variant: str | None = FIELD
-    line: str | None = FIELD
+    variant: str | None = Field(default=None, max_length=100)
+    line: str | None = Field(default=None, max_length=100)
     label: Literal["anomalous", "good", "unusable", "any"] = "anomalous"
     verdict: Literal["any", "unreviewed", "false_alarm", "confirmed_defect"] = "any"
     since: str | None = Field(default=None, max_length=40)
