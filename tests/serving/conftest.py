@@ -10,33 +10,6 @@ from collections.abc import Iterator
 import pytest
 
 
-@pytest.fixture(scope="session")
-def weld_export(weld, tmp_path_factory):
-    """model.onnx + model.json of a small PatchCore fitted on weld train/good."""
-    from anomalyops.components.export import export
-    from anomalyops.components.train import train
-
-    root = tmp_path_factory.mktemp("weld_model")
-    train(weld, root / "trained", "patchcore", {"coreset_ratio": 0.01}, progress=False)
-    export(root / "trained", root / "export")
-    return root / "export"
-
-
-@pytest.fixture(scope="session")
-def python_repository(weld_export, tmp_path_factory):
-    """Two product variants in one python-flavour repository."""
-    from anomalyops.serving.repository import build_repository
-
-    repo = tmp_path_factory.mktemp("triton") / "repository"
-    return build_repository(repo, {"weld": weld_export, "weld_line2": weld_export}, "python")
-
-
-@pytest.fixture(scope="session")
-def triton(python_repository, triton_server):
-    with triton_server(python_repository) as server:
-        yield server
-
-
 @contextlib.contextmanager
 def _serve(app, **config) -> Iterator[str]:
     import uvicorn
@@ -64,3 +37,30 @@ def _serve(app, **config) -> Iterator[str]:
 def web_server():
     """`with web_server(app, **uvicorn_config) as url:` serves an app with the real uvicorn."""
     return _serve
+
+
+@pytest.fixture(scope="session")
+def weld_export(weld, tmp_path_factory):
+    """model.onnx + model.json of a small PatchCore fitted on weld train/good."""
+    from anomalyops.components.export import export
+    from anomalyops.components.train import train
+
+    root = tmp_path_factory.mktemp("weld_model")
+    train(weld, root / "trained", "patchcore", {"coreset_ratio": 0.01}, progress=False)
+    export(root / "trained", root / "export")
+    return root / "export"
+
+
+@pytest.fixture(scope="session")
+def python_repository(weld_export, tmp_path_factory):
+    """Two product variants in one python-flavour repository."""
+    from anomalyops.serving.repository import build_repository
+
+    repo = tmp_path_factory.mktemp("triton") / "repository"
+    return build_repository(repo, {"weld": weld_export, "weld_line2": weld_export}, "python")
+
+
+@pytest.fixture(scope="session")
+def triton(python_repository, triton_server):
+    with triton_server(python_repository) as server:
+        yield server
