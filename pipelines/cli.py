@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     demo.set_defaults(func=cmd_demo)
     serving_commands.add_serve(commands)
+    serving_commands.add_rollback(commands)
     serving_commands.add_infer(commands)
     serving_commands.add_export(commands)
     pipeline_commands.add_pipeline_commands(commands)

@@ -13,7 +13,7 @@ from anomalyops.serving.repository import FLAVOURS
 PIPELINE_NAMES = ("training",)
 
 
-def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str, repository: str) -> dict:
+def _arguments(args: argparse.Namespace, data: str, tracking_uri: str, repository: str) -> dict:
     from anomalyops.pipelines.cli import _settings
 
     settings = _settings(args)
@@ -23,18 +23,39 @@ def _arguments(args: argparse.Namespace, data: Path, tracking_uri: str, reposito
         "tracking_uri": tracking_uri,
         "triton_repository": repository,
         "triton_flavour": args.triton_flavour,
+        "deploy_target": args.deploy_target,
+        "kserve_json": args.kserve_json,
         "detector": args.detector,
         "settings_json": json.dumps(settings),
         "target_fpr": args.fpr,
         "calibration_fraction": args.calibration_fraction,
         "min_images": args.min_images,
         "require_uniform_size": args.require_uniform_size,
+        "triton_url": args.triton_url or "",
     }
 
 
-def _data(args: argparse.Namespace, out: Path) -> Path:
+def _cluster_settings(args: argparse.Namespace):
+    """ClusterSettings from --cluster-settings FILE, with --image and --gpus on top."""
+    from anomalyops.pipelines.cluster_settings import ClusterSettings
+
+    settings = (
+        ClusterSettings.from_file(args.cluster_settings)
+        if args.cluster_settings
+        else (ClusterSettings())
+    )
+    if args.image:
+        settings.image = args.image
+    if args.gpus is not None:
+        settings.gpus = args.gpus
+    return settings
+
+
+def _data(args: argparse.Namespace, out: Path) -> str:
+    from anomalyops.components.storage import is_bucket_uri
+
     if args.data:
-        return Path(args.data).resolve()
+        return args.data if is_bucket_uri(args.data) else str(Path(args.data).resolve())
     if args.host:
         raise ValueError("--data is required with --host (a path or URI the cluster can read)")
     from anomalyops.components.synthetic import make_synthetic_dataset
@@ -43,7 +64,7 @@ def _data(args: argparse.Namespace, out: Path) -> Path:
     if not (root / "train" / "good").is_dir():
         make_synthetic_dataset(root)
     print(f"data: {root} (synthetic parts, demo only; pass --data for a real folder)")
-    return root.resolve()
+    return str(root.resolve())
 
 
 def _task_folder(run_dir: Path, task: str) -> Path:
@@ -73,11 +94,11 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
             )
         if not args.triton_repository:
             raise ValueError(
-                "--triton-repository is required with --host: a path the deploy step and "
-                "the Triton ServingRuntime share"
+                "--triton-repository is required with --host: a bucket URI (s3://, gs://) "
+                "or a path the deploy step and the Triton ServingRuntime share"
             )
         arguments = _arguments(args, data, args.tracking_uri, args.triton_repository)
-        run_id = training.submit(arguments, args.host)
+        run_id = training.submit(arguments, args.host, _cluster_settings(args))
         print(f"submitted {args.pipeline} run {run_id} to {args.host}")
         return 0
 
@@ -146,9 +167,23 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
 def cmd_pipeline_compile(args: argparse.Namespace) -> int:
     from anomalyops.pipelines import training
 
-    path = training.compile_pipeline(args.output or training.COMPILED)
+    path = training.compile_pipeline(args.output or training.COMPILED, _cluster_settings(args))
     print(f"compiled {args.pipeline} pipeline to {path}")
     return 0
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        help="step image, name:tag or name@sha256:digest (default $ANOMALYOPS_IMAGE or the "
+        "release tag)",
+    )
+    parser.add_argument("--gpus", type=int, help="GPUs for train and evaluate (default 0)")
+    parser.add_argument(
+        "--cluster-settings",
+        help="YAML: image, per-step resources, gpus, node_selector, tolerations, "
+        "storage_secret (pipelines/cluster_settings.py)",
+    )
 
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
@@ -160,7 +195,10 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
 
     run = actions.add_parser("run", help="run a pipeline locally (kfp.local) or on --host")
     run.add_argument("pipeline", choices=PIPELINE_NAMES)
-    run.add_argument("--data", help="dataset folder (MVTec AD layout); synthetic when omitted")
+    run.add_argument(
+        "--data",
+        help="dataset folder or s3:// / gs:// URI (MVTec AD layout); synthetic when omitted",
+    )
     run.add_argument("--variant", required=True, help="product variant = registered model name")
     run.add_argument("--host", help="Kubeflow Pipelines endpoint; local run when omitted")
     run.add_argument("--tracking-uri", help="MLflow server; a local one is started when omitted")
@@ -181,11 +219,31 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
         default="python",
         help="python (CPU, the bundled local Triton) or onnxruntime (GPU nodes)",
     )
+    run.add_argument(
+        "--triton-url",
+        help="model-control address of a running Triton (printed by `anomalyops serve`): "
+        "the new champion is loaded there at once",
+    )
+    run.add_argument(
+        "--deploy-target",
+        choices=("repository", "kserve"),
+        default="repository",
+        help="repository: add the champion to the Triton repository folder; kserve: upload "
+        "it under the s3:// or gs:// --triton-repository and roll the line's InferenceService",
+    )
+    run.add_argument(
+        "--kserve-json",
+        default="{}",
+        help='InferenceService settings for --deploy-target kserve, e.g. \'{"namespace": '
+        '"plant-a", "canary_percent": 10}\' (components/kserve_deploy.KServeSettings)',
+    )
     run.add_argument("--serve", action="store_true", help="keep the local MLflow UI up after")
+    _add_cluster_options(run)
     _add_model_options(run)
     run.set_defaults(func=cmd_pipeline_run)
 
     compile_ = actions.add_parser("compile", help="write the pipeline as KFP YAML")
     compile_.add_argument("pipeline", choices=PIPELINE_NAMES, nargs="?", default="training")
     compile_.add_argument("--output", help="YAML path (default pipelines/training.yaml)")
+    _add_cluster_options(compile_)
     compile_.set_defaults(func=cmd_pipeline_compile)

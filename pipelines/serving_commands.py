@@ -1,4 +1,4 @@
-"""CLI commands `serve`, `infer` and `export`; registered in cli.py."""
+"""CLI commands `serve`, `rollback`, `infer` and `export`; registered in cli.py."""
 
 from __future__ import annotations
 
@@ -7,9 +7,32 @@ import sys
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from anomalyops.serving.triton import serve
+    from anomalyops.serving.front import Limits
+    from anomalyops.serving.triton import PortInUseError, TritonUnavailableError, serve
 
-    return serve(args.repository, args.port)
+    limits = Limits(max_body=int(args.max_body_mb * (1 << 20)), max_depth=args.max_depth)
+    try:
+        return serve(args.repository, args.port, args.triton_port, limits)
+    except (PortInUseError, TritonUnavailableError, RuntimeError, TimeoutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from anomalyops.components.registry import RegistryError
+    from anomalyops.components.rollback import RollbackError, rollback
+
+    try:
+        done = rollback(args.tracking_uri, args.variant, args.repository, args.to, args.triton_url)
+    except (RollbackError, RegistryError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    where = "served from the next start"
+    if done.loaded_by:
+        where = f"loaded by Triton at {done.loaded_by}"
+    print(f"{done.variant}: champion v{done.previous} -> v{done.champion}; Triton version "
+          f"{done.champion} {where} (repository {done.repository})")  # fmt: skip
+    return 0
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
@@ -50,8 +73,33 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--repository", required=True, help="Triton model repository (python flavour)"
     )
-    serve.add_argument("--port", type=int, help="HTTP port on 127.0.0.1 (default: a free one)")
+    serve.add_argument(
+        "--port", type=int, help="plants' HTTP port on 127.0.0.1, the front (default: a free one)"
+    )
+    serve.add_argument(
+        "--triton-port",
+        type=int,
+        help="Triton's own HTTP port: model control for deploy/rollback (default: a free one)",
+    )
+    serve.add_argument("--max-body-mb", type=float, default=256, help="largest request body")
+    serve.add_argument("--max-depth", type=int, default=32, help="deepest JSON nesting")
     serve.set_defaults(func=cmd_serve)
+
+
+def add_rollback(commands: argparse._SubParsersAction) -> None:
+    rollback = commands.add_parser(
+        "rollback", help="move `champion` back to an earlier version and serve it"
+    )
+    rollback.add_argument("--variant", required=True, help="product variant = registered model")
+    rollback.add_argument(
+        "--to", type=int, help="version to serve (default: the previous champion)"
+    )
+    rollback.add_argument("--tracking-uri", required=True, help="MLflow server")
+    rollback.add_argument("--repository", required=True, help="Triton model repository")
+    rollback.add_argument(
+        "--triton-url", default="", help="model-control address of the running Triton"
+    )
+    rollback.set_defaults(func=cmd_rollback)
 
 
 def add_infer(commands: argparse._SubParsersAction) -> None:

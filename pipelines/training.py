@@ -2,9 +2,15 @@
 
 Locally it runs with `kfp.local` in subprocesses of this interpreter (no Docker, no
 Kubernetes); on a cluster the same definition is submitted with `kfp.Client`, and the
-compiled YAML beside this file is what a cluster operator can upload by hand. Deploy
-writes the Triton model repository at `triton_repository` (locally a folder; on a cluster
-a volume the Triton ServingRuntime reads), `python` flavour on CPU, `onnxruntime` on GPU.
+compiled YAML beside this file is what a cluster operator can upload by hand. Data and
+models travel between steps as KFP artifacts only: validate copies `data` (a bucket URI or
+a path the step can read) into its Dataset artifact. Deploy writes the Triton model
+repository at `triton_repository`: locally a folder (`deploy_target="repository"`); on a
+cluster (`deploy_target="kserve"`) a bucket URI, with the line's InferenceService rolled
+to the new version (`kserve_json`: components/kserve_deploy.KServeSettings). `python`
+flavour on CPU, `onnxruntime` on GPU; with `triton_url` (a running Triton's model-control
+address) the new champion is also loaded there and served at once. Image, resources and
+GPUs: cluster_settings.py.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -22,67 +28,88 @@ from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.train import train_component
 from anomalyops.components.steps.validate import validate_component
+from anomalyops.pipelines.cluster_settings import ClusterSettings
 
 PIPELINE_NAME = "anomalyops-training"
 COMPILED = Path(__file__).with_name("training.yaml")
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="validate, train, evaluate, export, register and deploy a detector",
-)
-def training_pipeline(
-    data: str,
-    variant: str,
-    tracking_uri: str,
-    triton_repository: str,
-    triton_flavour: str = "python",
-    detector: str = "patchcore",
-    settings_json: str = "{}",
-    target_fpr: float = 0.01,
-    calibration_fraction: float = 0.2,
-    min_images: int = 10,
-    require_uniform_size: bool = False,
-) -> str:
-    validated = validate_component(
-        data=data, min_images=min_images, require_uniform_size=require_uniform_size
+def build_pipeline(settings: ClusterSettings | None = None):
+    """The training pipeline with SETTINGS' image, resources and GPUs on its steps."""
+    settings = settings or ClusterSettings()
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="validate, train, evaluate, export, register and deploy a detector",
     )
-    trained = train_component(
-        dataset=validated.outputs["dataset"],
-        detector=detector,
-        settings_json=settings_json,
-        target_fpr=target_fpr,
-        calibration_fraction=calibration_fraction,
-    )
-    evaluated = evaluate_component(
-        model=trained.outputs["model"], dataset=validated.outputs["dataset"]
-    )
-    exported = export_component(model=trained.outputs["model"])
-    registered = register_component(
-        model=trained.outputs["model"],
-        exported=exported.outputs["exported"],
-        metrics=evaluated.outputs["metrics"],
-        evaluation_report=evaluated.outputs["report"],
-        maps=evaluated.outputs["maps"],
-        validation=validated.outputs["dataset"],
-        validation_report=validated.outputs["report"],
-        variant=variant,
-        tracking_uri=tracking_uri,
-    )
-    deployed = deploy_component(
-        decision_json=registered.output, repository=triton_repository, flavour=triton_flavour
-    )
-    # The data folder, registry and repository change outside KFP's view: never reuse results.
-    for task in (validated, trained, evaluated, exported, registered, deployed):
-        task.set_caching_options(False)
-    return deployed.output
+    def training_pipeline(
+        data: str,
+        variant: str,
+        tracking_uri: str,
+        triton_repository: str,
+        triton_flavour: str = "python",
+        deploy_target: str = "repository",
+        kserve_json: str = "{}",
+        detector: str = "patchcore",
+        settings_json: str = "{}",
+        target_fpr: float = 0.01,
+        calibration_fraction: float = 0.2,
+        min_images: int = 10,
+        require_uniform_size: bool = False,
+        triton_url: str = "",
+    ) -> str:
+        validated = validate_component(
+            data=data, min_images=min_images, require_uniform_size=require_uniform_size
+        )
+        trained = train_component(
+            dataset=validated.outputs["dataset"],
+            detector=detector,
+            settings_json=settings_json,
+            target_fpr=target_fpr,
+            calibration_fraction=calibration_fraction,
+        )
+        evaluated = evaluate_component(
+            model=trained.outputs["model"], dataset=validated.outputs["dataset"]
+        )
+        exported = export_component(model=trained.outputs["model"])
+        registered = register_component(
+            model=trained.outputs["model"],
+            exported=exported.outputs["exported"],
+            metrics=evaluated.outputs["metrics"],
+            evaluation_report=evaluated.outputs["report"],
+            maps=evaluated.outputs["maps"],
+            validation=validated.outputs["manifest"],
+            validation_report=validated.outputs["report"],
+            variant=variant,
+            tracking_uri=tracking_uri,
+        )
+        deployed = deploy_component(
+            decision_json=registered.output,
+            repository=triton_repository,
+            flavour=triton_flavour,
+            triton_url=triton_url,
+            target=deploy_target,
+            kserve_json=kserve_json,
+        )
+        tasks = {"validate": validated, "train": trained, "evaluate": evaluated,
+                 "export": exported, "register": registered, "deploy": deployed}  # fmt: skip
+        # The data, registry and repository change outside KFP's view: never reuse results.
+        for task in tasks.values():
+            task.set_caching_options(False)
+        settings.apply(tasks)
+        return deployed.output
+
+    return training_pipeline
 
 
-def compile_pipeline(path: str | Path = COMPILED) -> Path:
-    """Write the pipeline as KFP YAML (IR); the committed copy must match this output."""
+training_pipeline = build_pipeline()
+
+
+def compile_pipeline(path: str | Path = COMPILED, settings: ClusterSettings | None = None) -> Path:
+    """Write the pipeline as KFP YAML (IR); the committed copy is this with default settings."""
     from kfp import compiler
 
-    compiler.Compiler().compile(training_pipeline, str(path))
+    compiler.Compiler().compile(build_pipeline(settings), str(path))
     return Path(path)
 
 
@@ -107,6 +134,8 @@ def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
 
     # The steps run in this interpreter, which has the package IMAGE would provide.
     warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+    # Resources and GPUs shape cluster pods (cluster_settings.py); locally they do nothing.
+    warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
     pipeline_root = Path(pipeline_root).resolve()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     started = time.perf_counter()
@@ -116,12 +145,17 @@ def run_local(arguments: dict, pipeline_root: str | Path) -> LocalRun:
     return LocalRun(output["decision"], output["deployment"], latest_run(pipeline_root), seconds)
 
 
-def submit(arguments: dict, host: str, experiment: str = "anomalyops") -> str:
-    """Submit to a Kubeflow Pipelines endpoint; returns the run id."""
+def submit(
+    arguments: dict,
+    host: str,
+    settings: ClusterSettings | None = None,
+    experiment: str = "anomalyops",
+) -> str:
+    """Submit to a Kubeflow Pipelines endpoint with kfp.Client; returns the run id."""
     import kfp
 
     client = kfp.Client(host=host)
     run = client.create_run_from_pipeline_func(
-        training_pipeline, arguments=arguments, experiment_name=experiment
+        build_pipeline(settings), arguments=arguments, experiment_name=experiment
     )
     return run.run_id

@@ -1,10 +1,14 @@
 """Build a versioned Triton model repository from exported model directories.
 
-One Triton model per product variant; each build adds a new integer version folder, so
-a rollback is a repository change, not a rebuild. A version folder appears whole or not
-at all (staged beside it, then renamed; config.pbtxt replaced atomically), so a failed
-build never leaves Triton a half-copied newest version or removes the one it serves.
-Two flavours of the same model.onnx:
+One Triton model per product variant; each version is an integer folder numbered like
+the registered MLflow version, holding model.onnx, its own model.json and its own
+config (`triton_config.pbtxt`). Triton runs with explicit model control and the model's
+config.pbtxt names exactly one version (`version_policy: specific`): switching what is
+served, forward or back, is one atomic rewrite of config.pbtxt plus a load request
+(serving/model_control.py), and it survives a restart of Triton. A version folder
+appears whole or not at all (staged beside it, then renamed), so a failed build never
+leaves a half-copied version or removes the one Triton serves; the newest KEEP_VERSIONS
+folders stay for rollback. Two flavours of the same model.onnx:
 
 - `onnxruntime`: Triton's onnxruntime backend on GPU nodes, optional TensorRT.
 - `python`: the python backend running onnxruntime on the CPU (serving/python_backend.py),
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -39,12 +44,13 @@ def model_config(
     name: str,
     contract: ModelContract,
     flavour: Flavour,
+    version: int,
     max_batch_size: int = 32,
     tensorrt: bool = False,
     queue_delay_us: int = 2000,
     instances: int = 1,
 ) -> str:
-    """config.pbtxt text for one variant."""
+    """config.pbtxt text for one variant serving exactly VERSION (explicit model control)."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     if tensorrt and flavour != "onnxruntime":
@@ -65,7 +71,7 @@ def model_config(
         kind = "KIND_CPU"
     lines += [
         f"max_batch_size: {max_batch_size}",
-        "version_policy: { latest: { num_versions: 1 } }",
+        f"version_policy: {{ specific: {{ versions: [ {version} ] }} }}",
         "input [",
         f'  {{ name: "image" data_type: TYPE_UINT8 dims: {_dims((height, width, channels))} }}',
         "]",
@@ -102,6 +108,9 @@ def model_config(
 
 
 LOCK_FILE = ".deploy.lock"  # Triton reads only sub-folders of a model folder: files are safe
+VERSION_CONFIG = "triton_config.pbtxt"  # each version's own config, copied in to serve it
+KEEP_VERSIONS = 5  # version folders kept per model for rollback (the served one always stays)
+_SERVED = re.compile(r"version_policy: \{ specific: \{ versions: \[ (\d+) \] \} \}")
 
 
 @contextlib.contextmanager
@@ -117,23 +126,73 @@ def model_lock(repository: str | Path, name: str) -> Iterator[Path]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def latest_version(model_dir: str | Path) -> Path | None:
-    """The highest integer version folder of a model (what `latest: 1` makes Triton serve)."""
-    versions = [p for p in Path(model_dir).glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, key=lambda p: int(p.name), default=None)
+def versions(model_dir: str | Path) -> list[int]:
+    """The integer version folders of a model, ascending."""
+    return sorted(int(p.name) for p in Path(model_dir).glob("*") if p.is_dir() and p.name.isdigit())
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def served_version(model_dir: str | Path) -> int | None:
+    """The version config.pbtxt tells Triton to serve (None when the model has none yet)."""
+    config = Path(model_dir) / "config.pbtxt"
+    found = _SERVED.search(config.read_text()) if config.is_file() else None
+    return int(found.group(1)) if found else None
+
+
+def write_atomically(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
                                      delete=False) as handle:  # fmt: skip
         handle.write(text)
     os.replace(handle.name, path)
 
 
+def set_served(model_dir: str | Path, version: int) -> None:
+    """Make VERSION the one Triton serves: its config becomes the model's config.pbtxt.
+
+    Written atomically, so a restarted Triton loads either the old or the new version,
+    never a mix; the model-level model.json follows for readers that want the served one.
+    """
+    model_dir = Path(model_dir)
+    version_dir = model_dir / str(version)
+    config = version_dir / VERSION_CONFIG
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing; version {version} of {model_dir.name} "
+                                "cannot be served")  # fmt: skip
+    write_atomically(model_dir / CONTRACT_FILE, (version_dir / CONTRACT_FILE).read_text())
+    write_atomically(model_dir / "config.pbtxt", config.read_text())
+
+
+def prune_versions(model_dir: str | Path, keep: int = KEEP_VERSIONS) -> list[int]:
+    """Delete all but the KEEP newest version folders, never the served one; returns those gone."""
+    model_dir = Path(model_dir)
+    served = served_version(model_dir)
+    numbers = versions(model_dir)
+    gone = [v for v in numbers[: max(len(numbers) - keep, 0)] if v != served]
+    for number in gone:
+        shutil.rmtree(model_dir / str(number))
+    return gone
+
+
 def next_version(model_dir: Path) -> int:
     """One more than the highest integer version folder already there (1 when none)."""
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+    return max(versions(model_dir), default=0) + 1
+
+
+def _version_for(contract: ModelContract, model_dir: Path, version: int | None) -> int:
+    """VERSION, else the registered version named by the lineage, else the next free one."""
+    if version is None:
+        registered = str(contract.lineage.get("model_version") or "")
+        version = int(registered) if registered.isdigit() else next_version(model_dir)
+    if version < 1:
+        raise ValueError(f"Triton version must be a positive integer, got {version}")
+    return version
+
+
+def _same_model(version_dir: Path, contract: ModelContract) -> bool:
+    existing = load_contract(version_dir)
+    return (existing.onnx.get("sha256"), existing.lineage.get("mlflow_run_id")) == (
+        contract.onnx.get("sha256"),
+        contract.lineage.get("mlflow_run_id"),
+    )
 
 
 def add_model(
@@ -141,9 +200,17 @@ def add_model(
     name: str,
     export_dir: str | Path,
     flavour: Flavour = "python",
+    version: int | None = None,
+    serve: bool = True,
     **config: object,
 ) -> Path:
-    """Copy one exported model into `repository/name/<next version>/`; returns that folder."""
+    """Copy one exported model into `repository/name/<version>/`; returns that folder.
+
+    The folder number is VERSION, else the MLflow version in model.json's lineage (so
+    "version N" means one thing in the registry and in Triton), else the next free one.
+    Adding the same model again returns its folder; a different model under a taken
+    number is refused. SERVE=False adds the folder without changing what is served.
+    """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"invalid Triton model name {name!r}")
     export_dir = Path(export_dir)
@@ -151,15 +218,21 @@ def add_model(
     onnx_file = export_dir / contract.onnx["file"]
     if not onnx_file.is_file():
         raise FileNotFoundError(f"{onnx_file}: missing (named by {export_dir / CONTRACT_FILE})")
-    config_text = model_config(name, contract, flavour, **config)  # refuse bad args first
     model_dir = Path(repository) / name
     model_dir.mkdir(parents=True, exist_ok=True)
+    number = _version_for(contract, model_dir, version)
+    config_text = model_config(name, contract, flavour, number, **config)  # refuse bad args
+    version_dir = model_dir / str(number)
+    if version_dir.is_dir():
+        if not _same_model(version_dir, contract):
+            raise ValueError(f"{version_dir}: already holds a different model; "
+                             f"not replacing version {number}")  # fmt: skip
+        if serve:
+            set_served(model_dir, number)
+        return version_dir
     # Triton skips version folders whose name is not an integer: stage under a dot name.
     staging = model_dir / f".staging-{uuid.uuid4().hex}"
-    version_dir = model_dir / str(next_version(model_dir))
-    config_path, config_old = model_dir / "config.pbtxt", None
-    if config_path.is_file():
-        config_old = config_path.read_text()
+    served = served_version(model_dir)
     try:
         staging.mkdir()
         for source in sorted(export_dir.glob("model.onnx*")):
@@ -169,15 +242,16 @@ def add_model(
                 shutil.copy2(export_dir / name, staging / name)
         if flavour == "python":
             shutil.copy2(PYTHON_MODEL, staging / "model.py")
+        (staging / VERSION_CONFIG).write_text(config_text)
         staging.rename(version_dir)  # fails rather than merge if the folder appeared
-        try:
-            _write_atomically(config_path, config_text)
-            _write_atomically(model_dir / CONTRACT_FILE, (export_dir / CONTRACT_FILE).read_text())
-        except BaseException:
-            shutil.rmtree(version_dir, ignore_errors=True)
-            if config_old is not None:
-                _write_atomically(config_path, config_old)
-            raise
+        if serve:
+            try:
+                set_served(model_dir, number)
+            except BaseException:
+                shutil.rmtree(version_dir, ignore_errors=True)
+                if served is not None:
+                    set_served(model_dir, served)
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return version_dir

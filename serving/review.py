@@ -39,8 +39,13 @@ from anomalyops.serving.prediction_log import (
     PredictionLog,
     UnknownPredictionError,
 )
-from anomalyops.serving.reference import Reference, ReferenceError, load_reference
-from anomalyops.serving.repository import latest_version
+from anomalyops.serving.reference import (
+    REFERENCE_FILE,
+    Reference,
+    ReferenceError,
+    load_reference,
+)
+from anomalyops.serving.repository import served_version
 from anomalyops.serving.review_stats import daily_false_alarms, score_histogram
 
 log = logging.getLogger(__name__)
@@ -117,7 +122,7 @@ class References:
     """The reference a variant's scores are drawn against, re-read when its file changes.
 
     Either one reference.json for every variant (`--reference`), or the Triton model
-    repository, where each variant's newest version folder holds its own.
+    repository, where the version folder each variant serves holds its own.
     """
 
     def __init__(self, reference: str | Path | None = None, repository: str | Path | None = None):
@@ -129,16 +134,15 @@ class References:
 
     @staticmethod
     def _file(path: Path) -> Path:
-        return path / "reference.json" if path.is_dir() else path
+        return path / REFERENCE_FILE if path.is_dir() else path
 
     def path(self, variant: str | None) -> Path | None:
         if self.reference is not None:
             return self._file(self.reference)
         if self.repository is None or variant is None:
             return None
-        # Newest version folder; the triton-serving branch's served_version replaces this.
-        version = latest_version(self.repository / variant)
-        return version / "reference.json" if version is not None else None
+        version = served_version(self.repository / variant)
+        return self.repository / variant / str(version) / REFERENCE_FILE if version else None
 
     def load(self, path: Path) -> Reference:
         mtime = path.stat().st_mtime if path.is_file() else -1.0

@@ -2,24 +2,42 @@
 
 pytriton needs numpy<2, so it lives in its own virtual environment (`make triton-venv`,
 default `.venv-triton`, or ANOMALYOPS_TRITON_VENV). That build has only the python
-backend, which is why local serving uses the `python` repository flavour.
+backend, which is why local serving uses the `python` repository flavour. Triton runs with
+explicit model control and loads, at start, every model of the repository that has a
+config.pbtxt: the version that config names (serving/repository.py), so what is served
+survives a restart. `serve` supervises it: a Triton that dies is reported (exit code or
+signal, and its last log lines) and restarted with backoff; SIGTERM/SIGINT/SIGHUP stop
+Triton's whole process group; and Triton gets SIGTERM if `serve` itself is killed.
+Plants reach it through serving/front.py, never directly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from anomalyops.serving.front import Limits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_NOISE = re.compile(r"^\s*\d+# |^I\d{4} ")
 
 
 class TritonUnavailableError(RuntimeError):
@@ -49,6 +67,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class PortInUseError(RuntimeError):
+    """The port asked for already answers: an older server (maybe an orphaned Triton)."""
+
+
+def require_free_port(port: int, what: str) -> None:
+    """Refuse a taken port up front, so a stale server is never mistaken for ours."""
+    with socket.socket() as sock:
+        # As servers do: a port left in TIME_WAIT is free, one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUseError(
+                f"127.0.0.1:{port} ({what}) is already in use: another `anomalyops serve` "
+                "or an orphaned tritonserver? stop it or choose another port"
+            ) from None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started us dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def served_models(repository: Path) -> list[str]:
+    """Models of the repository Triton should load: those with a config.pbtxt."""
+    return sorted(p.parent.name for p in repository.glob("*/config.pbtxt"))
 
 
 class TritonServer:
@@ -86,10 +133,11 @@ class TritonServer:
             if not path.is_file():
                 raise TritonUnavailableError(f"{path}: missing from nvidia-pytriton in {self.venv}")
         # The python backend finds its stub beside libtriton_python.so: assemble that folder.
-        self._workdir = Path(tempfile.mkdtemp(prefix="anomalyops-triton-"))
+        self._workdir = self._workdir or Path(tempfile.mkdtemp(prefix="anomalyops-triton-"))
         backends = self._workdir / "backends"
-        shutil.copytree(dist / "backends", backends)
-        shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+        if not backends.is_dir():
+            shutil.copytree(dist / "backends", backends)
+            shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
         env = dict(os.environ)
         # The stub links the system libpython; without its dir first, model loading fails
         # with "'_thread.RLock' object has no attribute '_recursion_count'".
@@ -105,6 +153,8 @@ class TritonServer:
             f"--http-port={self.http_port}",
             "--grpc-address=127.0.0.1",
             f"--grpc-port={free_port()}",
+            "--model-control-mode=explicit",
+            *(f"--load-model={name}" for name in served_models(self.repository)),
             "--allow-metrics=false",
             "--exit-on-error=true",
             "--strict-readiness=true",
@@ -121,19 +171,21 @@ class TritonServer:
             return False
 
     def start(self) -> TritonServer:
+        require_free_port(self.http_port, "Triton HTTP")
         command, env = self._command_and_env()
         log_path = self.log_path or self._workdir / "tritonserver.log"
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop; restarts append)
         self.process = subprocess.Popen(
-            command, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = self.logs()[-3000:]
+                reason = self.exit_reason()
                 self.stop()
-                raise RuntimeError(f"tritonserver exited with {self.process.returncode}:\n{tail}")
+                raise RuntimeError(f"tritonserver did not start: {reason}")
             if self._ready():
                 return self
             time.sleep(0.25)
@@ -146,15 +198,30 @@ class TritonServer:
             return self.log_path.read_text(errors="replace")
         return ""
 
+    def exit_reason(self, lines: int = 3) -> str:
+        """How the process ended (exit code or signal) and its last log lines."""
+        code = self.process.returncode if self.process else None
+        if code is None:
+            return "still running"
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        # Not stack frames nor info lines: "what(): std::bad_alloc", "Signal (6) received."
+        last = [x for x in self.logs().splitlines() if x.strip() and not _NOISE.match(x)][-lines:]
+        return how + ("; last log lines:\n  " + "\n  ".join(last) if last else "")
+
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL if it hangs."""
+        """SIGTERM to Triton's process group (it drains in-flight requests), then SIGKILL."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.process:  # python backend stubs left behind by a crash
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         if self._log:
             self._log.close()
             self._log = None
@@ -173,13 +240,60 @@ class TritonServer:
         self.stop()
 
 
-def serve(repository: str | Path, http_port: int | None = None) -> int:
-    """Run Triton in the foreground until interrupted (`anomalyops serve`)."""
-    with TritonServer(repository, http_port=http_port) as server:
-        print(f"triton ready at http://{server.url} serving {server.repository}", flush=True)
-        try:
-            while server.process and server.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-        return server.process.returncode or 0 if server.process else 0
+def _say(message: str, error: bool = False) -> None:
+    print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def serve(
+    repository: str | Path,
+    port: int | None = None,
+    triton_port: int | None = None,
+    limits: Limits | None = None,
+    max_backoff: float = 30.0,
+    stable_after: float = 60.0,
+) -> int:
+    """`anomalyops serve`: Triton behind the front, restarted when it dies, until a signal.
+
+    Restarts back off 1, 2, 4 ... MAX_BACKOFF seconds; the delay resets once Triton has
+    stayed up STABLE_AFTER seconds. Returns 0 after SIGTERM/SIGINT/SIGHUP.
+    """
+    from anomalyops.serving.front import Front, Limits
+
+    port = port or free_port()
+    require_free_port(port, "front")
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, lambda *_: stop.set())
+    server = TritonServer(repository, http_port=triton_port)
+    server.start()
+    front = Front(server.url, port, limits=limits or Limits())
+    try:
+        front.start()
+        _say(f"serving {server.repository} ({', '.join(served_models(server.repository))})\n"
+             f"  plants: http://{front.url} (front: body <= {front.limits.max_body} bytes, "
+             f"JSON depth <= {front.limits.max_depth}, shapes checked)\n"
+             f"  model control (deploy/rollback --triton-url; keep private): "
+             f"http://{server.url}\n  Triton log: {server.log_path}")  # fmt: skip
+        delay, since = 1.0, time.monotonic()
+        while not stop.wait(0.5):
+            if server.process.poll() is None:
+                if time.monotonic() - since > stable_after:
+                    delay = 1.0
+                continue
+            _say(f"tritonserver died ({server.exit_reason()}); restarting in {delay:.0f} s", True)
+            server.stop()
+            if stop.wait(delay):
+                break
+            delay = min(delay * 2, max_backoff)
+            try:
+                server.start()
+            except (RuntimeError, TimeoutError) as error:
+                _say(f"restart failed: {error}", True)
+                continue
+            since = time.monotonic()
+            _say(f"tritonserver restarted on http://{server.url}")
+    finally:
+        front.stop()
+        server.stop()
+    _say("stopped: tritonserver and front shut down")
+    return 0

@@ -50,6 +50,69 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto in server mode) on 127.0.0.1 for the whole session.
+
+    It stands in for the cluster's bucket: the code under test talks to it with the real
+    boto3 client, found through AWS_ENDPOINT_URL_S3 as on a cluster with MinIO.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from anomalyops.serving.triton import free_port
+
+    executable = Path(sys.executable).with_name("moto_server")
+    if not executable.exists() and shutil.which("moto_server") is None:
+        pytest.skip("moto_server not installed (dev extra moto[server])")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(executable) if executable.exists() else "moto_server", "-H", "127.0.0.1",
+         "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"moto_server did not start on {endpoint}")
+            time.sleep(0.2)
+    yield endpoint
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    """A fresh, empty bucket on the session's S3 server; returns its s3:// URI.
+
+    The AWS variables are set the way a cluster's Secret sets them for a pod.
+    """
+    import uuid
+
+    import boto3
+
+    for key, value in {
+        "AWS_ENDPOINT_URL_S3": s3_server,
+        "MLFLOW_S3_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; `make browser` installs it
 # No sandbox (CI runs as root); nothing that reaches out of this closed network.
 CHROMIUM_ARGS = [

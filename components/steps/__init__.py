@@ -5,7 +5,8 @@ KFP) and a `@dsl.component` that maps KFP artifacts onto it. The components impo
 `anomalyops` inside their bodies: on a cluster from IMAGE, locally from this interpreter.
 """
 
-# The container image that holds this package (and kfp); built from the repository.
+# The default container image that holds this package (and kfp), built from the repository.
+# Each compile or submit may name another (tag or digest): pipelines/cluster_settings.py.
 IMAGE = "ghcr.io/anomalyops/anomalyops:0.1.0"
 
 

@@ -68,7 +68,7 @@ def evaluate_component(
     """Evaluate the model on the dataset's test split; metrics carry the eval-set hash."""
     from anomalyops.components.steps.evaluate import evaluate_step
 
-    result = evaluate_step(model.path, dataset.metadata["root"], report.path, maps.path)
+    result = evaluate_step(model.path, dataset.path, report.path, maps.path)
     for key, value in result.items():
         if isinstance(value, int | float):
             metrics.log_metric(key, float(value))

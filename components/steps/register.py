@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model
+from kfp.dsl import HTML, Artifact, Input, Metrics, Model
 
 from anomalyops.components.registry import Decision, register
 from anomalyops.components.steps import component
@@ -49,7 +49,7 @@ def register_component(
     metrics: Input[Metrics],
     evaluation_report: Input[HTML],
     maps: Input[Artifact],
-    validation: Input[Dataset],
+    validation: Input[Artifact],
     validation_report: Input[HTML],
     variant: str,
     tracking_uri: str,

@@ -32,11 +32,11 @@ def train_component(
     calibration_fraction: float,
     model: Output[Model],
 ):
-    """Train on the validated dataset's folder; the Model artifact is the model directory."""
+    """Train on the validated Dataset artifact; the Model artifact is the model directory."""
     from anomalyops.components.steps.train import train_step
 
     result = train_step(
-        dataset.metadata["root"], model.path, detector, settings_json, target_fpr,
+        dataset.path, model.path, detector, settings_json, target_fpr,
         calibration_fraction,
     )  # fmt: skip
     model.metadata.update(

@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 from pathlib import Path
 
-from kfp.dsl import HTML, Dataset, Output
+from kfp.dsl import HTML, Artifact, Dataset, Output
 
 from anomalyops.components.steps import component
 from anomalyops.components.validate import ValidationReport, validate
@@ -40,15 +40,23 @@ def validate_component(
     min_images: int,
     require_uniform_size: bool,
     dataset: Output[Dataset],
+    manifest: Output[Artifact],
     report: Output[HTML],
 ):
-    """Check DATA's good images; the Dataset artifact is the manifest, naming the folder."""
-    from anomalyops.components.steps.validate import validate_step
+    """Copy DATA (bucket URI or path) into the Dataset artifact, then check its good images.
 
-    result = validate_step(data, dataset.path, report.path, min_images, require_uniform_size)
+    Later steps read the images from that artifact, never from a path on one machine.
+    """
+    from anomalyops.components.steps.validate import validate_step
+    from anomalyops.components.storage import download
+
+    download(data, dataset.path)
+    result = validate_step(
+        dataset.path, manifest.path, report.path, min_images, require_uniform_size
+    )
     dataset.metadata.update(
         {
-            "root": result.root,
+            "source": data,
             "sha256": result.dataset_sha256,
             "images": result.images,
             "warnings": [f.check for f in result.warnings],

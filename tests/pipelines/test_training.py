@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from anomalyops.pipelines.cli import main
@@ -28,10 +29,11 @@ def test_committed_yaml_is_current(tmp_path):
     assert COMPILED.is_file(), (
         "run `anomalyops pipeline compile` and commit pipelines/training.yaml"
     )
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(COMPILED.read_text()), (
+    committed = list(yaml.safe_load_all(COMPILED.read_text()))
+    assert list(yaml.safe_load_all(fresh.read_text())) == committed, (
         "pipelines/training.yaml is stale: run `anomalyops pipeline compile` and commit it"
     )
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = committed[0]  # the second document is the Kubernetes platform spec
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {
         "validate-component",
@@ -54,14 +56,24 @@ def test_committed_yaml_is_current(tmp_path):
     assert "defaultValue" not in parameters["triton_repository"]
 
 
-def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys):
-    data = tmp_path / "few"
+def few_images(weld: Path, data: Path) -> Path:
+    """Three good weld images and a corrupt one: validation must stop the run."""
     (data / "train" / "good").mkdir(parents=True)
     for path in sorted((weld / "train" / "good").glob("*.png"))[:3]:
         shutil.copy(path, data / "train" / "good" / path.name)
     (data / "train" / "good" / "broken.png").write_bytes(b"not an image")
+    return data
+
+
+@pytest.mark.parametrize("where", ["path", "bucket"])
+def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys, request, where):
+    data = str(few_images(weld, tmp_path / "few"))
+    if where == "bucket":  # validate copies the data from the bucket into its artifact
+        from anomalyops.components.storage import upload
+
+        data = upload(data, f"{request.getfixturevalue('s3_bucket')}/few")
     out = tmp_path / "out"
-    code = main(["pipeline", "run", "training", "--data", str(data), "--variant", "few",
+    code = main(["pipeline", "run", "training", "--data", data, "--variant", "few",
                  "--out", str(out), "--tracking-uri", "http://127.0.0.1:9"])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err

@@ -13,6 +13,7 @@ from PIL import Image
 
 from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
 from anomalyops.serving.reference import Reference, ReferenceError
+from anomalyops.serving.repository import add_model
 from anomalyops.serving.review import References, create_app
 
 
@@ -168,20 +169,20 @@ def test_unknown_prediction_and_form_posts_are_refused(review):
     assert review.get("/api/predictions/1").json()["verdict"] is None
 
 
-def test_histogram_draws_logged_scores_against_each_variants_reference(
-    log_path, tmp_path, web_server
+def test_histogram_draws_logged_scores_against_the_served_versions_reference(
+    log_path, tmp_path, web_server, weld_export
 ):
     repository = tmp_path / "repository"
-    for version, scores in (("1", [1.0, 2.0]), ("2", [3.0, 4.0, 5.0])):
-        (repository / "weld" / version).mkdir(parents=True)
-        Reference(scores, {n: [1.0] for n in ("brightness", "contrast", "sharpness")}).save(
-            repository / "weld" / version
-        )
+    statistics = {n: [1.0] for n in ("brightness", "contrast", "sharpness")}
+    served = add_model(repository, "weld", weld_export, version=1)  # the real repository
+    Reference([3.0, 4.0, 5.0], statistics).save(served)
+    (repository / "weld" / "2").mkdir()  # a newer folder that is not served
+    Reference([1.0, 2.0], statistics).save(repository / "weld" / "2")
     app = create_app(log_path, References(repository=repository), variant="weld")
     with web_server(app) as url:
         page = httpx.get(url + "/").text
-    assert "4 logged scores" in page and "3 reference scores" in page  # the newest version
-    assert str(repository / "weld" / "2" / "reference.json") in page
+    assert "4 logged scores" in page and "3 reference scores" in page
+    assert str(served / "reference.json") in page
     assert page.count('class="logged"') == 30 and 'class="threshold"' in page
     with web_server(create_app(log_path)) as url:
         assert "no reference (no --reference given)" in httpx.get(url + "/").text

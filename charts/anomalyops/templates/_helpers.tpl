@@ -1,0 +1,109 @@
+{{/* Release-scoped name, at most 40 characters so suffixed names stay valid DNS labels. */}}
+{{- define "anomalyops.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "anomalyops.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "anomalyops.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* "repository@digest" when a digest pins it, else "repository:tag" (tag: appVersion). */}}
+{{- define "anomalyops.image" -}}
+{{- $image := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A line with lineDefaults filled in: list of (line, root) -> YAML of the merged line. */}}
+{{- define "anomalyops.line" -}}
+{{- $line := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- /* A line's key replaces the default's (zero values too: no mergeOverwrite); the
+     transformer and predictionLog blocks are merged one level deep. */ -}}
+{{- $merged := deepCopy $root.Values.lineDefaults -}}
+{{- range $key, $value := deepCopy $line -}}
+{{- if and (kindIs "map" $value) (has $key (list "transformer" "predictionLog")) -}}
+{{- $inner := index $merged $key -}}
+{{- range $k, $v := $value }}{{ $_ := set $inner $k $v }}{{ end -}}
+{{- else -}}
+{{- $_ := set $merged $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int $merged.minReplicas) (int $merged.maxReplicas) -}}
+{{- fail (printf "lines[%s]: minReplicas %v is above maxReplicas %v" $line.name $merged.minReplicas $merged.maxReplicas) -}}
+{{- end -}}
+{{- if gt (int $merged.transformer.minReplicas) (int $merged.transformer.maxReplicas) -}}
+{{- fail (printf "lines[%s].transformer: minReplicas %v is above maxReplicas %v" $line.name $merged.transformer.minReplicas $merged.transformer.maxReplicas) -}}
+{{- end -}}
+{{- if and (hasKey $merged "canaryTrafficPercent") (eq $root.Values.serving.deploymentMode "Standard") -}}
+{{- fail (printf "lines[%s].canaryTrafficPercent: canary traffic needs serving.deploymentMode Knative (KServe's Standard mode has no revisions)" $line.name) -}}
+{{- end -}}
+{{- toYaml $merged -}}
+{{- end -}}
+
+{{- define "anomalyops.mlflowUri" -}}
+{{- printf "http://%s-mlflow.%s.svc.cluster.local:%v" (include "anomalyops.fullname" .) .Release.Namespace .Values.mlflow.port -}}
+{{- end -}}
+
+{{/* The prediction log's mount point; transformer writes, drift check reads. */}}
+{{- define "anomalyops.logDir" -}}/var/lib/anomalyops/predictions{{- end -}}
+
+{{- define "anomalyops.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "anomalyops.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{/* Object-store credentials and endpoint, from the named Secret only. */}}
+{{- define "anomalyops.storageEnv" -}}
+{{- with .Values.storage.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: AWS_ACCESS_KEY_ID}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: AWS_SECRET_ACCESS_KEY}
+{{- end }}
+{{- with .Values.storage.s3Endpoint }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ . | quote }}
+- name: AWS_ENDPOINT_URL_S3
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "anomalyops.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets -}}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end -}}
+{{- end -}}

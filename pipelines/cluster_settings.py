@@ -1,0 +1,100 @@
+"""How the pipeline's steps run on a cluster: image, resources, GPUs, bucket credentials.
+
+These are compile-time (and submit-time) settings, not pipeline parameters: they shape
+the pods, which KFP fixes when it compiles. Locally (`kfp.local`) they are ignored.
+
+- image: `name:tag` or `name@sha256:...`; default $ANOMALYOPS_IMAGE, else the release tag.
+- every step states CPU and memory requests and limits (STEP_RESOURCES; `resources`
+  overrides per step). Train peaks above 5 GB on magnetic_tile PatchCore.
+- `gpus` > 0 asks for that many `gpu_resource` on train and evaluate, with
+  `node_selector` and `tolerations` so they land on (tainted) GPU nodes.
+- `storage_secret`: a Secret whose AWS_* keys become each step's environment, so boto3
+  and MLflow reach the bucket; optional, so workload identity works without it.
+
+A YAML file (`--cluster-settings`) holds any of these fields.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from anomalyops.components.steps import IMAGE
+
+IMAGE_ENV = "ANOMALYOPS_IMAGE"
+GPU_STEPS = ("train", "evaluate")
+RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+# Requests are what the scheduler reserves, limits where the pod is throttled or killed.
+STEP_RESOURCES: dict[str, dict[str, str]] = {
+    "validate": {"cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi",
+                 "memory_limit": "4Gi"},
+    "train": {"cpu_request": "2", "cpu_limit": "4", "memory_request": "8Gi",
+              "memory_limit": "16Gi"},
+    "evaluate": {"cpu_request": "1", "cpu_limit": "4", "memory_request": "4Gi",
+                 "memory_limit": "8Gi"},
+    "export": {"cpu_request": "1", "cpu_limit": "2", "memory_request": "4Gi",
+               "memory_limit": "8Gi"},
+    "register": {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "1Gi",
+                 "memory_limit": "2Gi"},
+    "deploy": {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "1Gi",
+               "memory_limit": "4Gi"},
+}  # fmt: skip
+STORAGE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3",
+               "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN")  # fmt: skip
+
+
+@dataclass
+class ClusterSettings:
+    image: str = field(default_factory=lambda: os.environ.get(IMAGE_ENV) or IMAGE)
+    resources: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> overrides
+    gpus: int = 0
+    gpu_resource: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict] = field(default_factory=list)
+    storage_secret: str = "anomalyops-storage"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ClusterSettings:
+        """Read a YAML mapping of these fields; unknown fields are a one-line error."""
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of cluster settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown cluster setting(s) {unknown}; known: {sorted(known)}"
+            )
+        settings = cls(**values)
+        for step, overrides in settings.resources.items():
+            if step not in STEP_RESOURCES or set(overrides) - set(RESOURCE_KEYS):
+                raise ValueError(f"{path}: resources.{step}: steps are {sorted(STEP_RESOURCES)}, "
+                                 f"keys {list(RESOURCE_KEYS)}")  # fmt: skip
+        return settings
+
+    def step_resources(self, step: str) -> dict[str, str]:
+        return STEP_RESOURCES[step] | self.resources.get(step, {})
+
+    def apply(self, tasks: dict) -> None:
+        """Set image, resources, GPUs and the storage Secret on each step's task."""
+        from kfp import kubernetes
+
+        for step, task in tasks.items():
+            task.set_container_image(self.image)
+            resources = self.step_resources(step)
+            task.set_cpu_request(resources["cpu_request"]).set_cpu_limit(resources["cpu_limit"])
+            task.set_memory_request(resources["memory_request"])
+            task.set_memory_limit(resources["memory_limit"])
+            if self.storage_secret:
+                kubernetes.use_secret_as_env(task, self.storage_secret,
+                                             {key: key for key in STORAGE_ENV},
+                                             optional=True)  # fmt: skip
+            if self.gpus and step in GPU_STEPS:
+                task.set_accelerator_type(self.gpu_resource).set_accelerator_limit(self.gpus)
+                for key, value in self.node_selector.items():
+                    kubernetes.add_node_selector(task, key, value)
+                for toleration in self.tolerations:
+                    kubernetes.add_toleration(task, **toleration)

@@ -1,0 +1,60 @@
+"""Chart fixtures: the real helm (v3.17, `make helm` puts it in .tools/) and rendered sets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from k8s_schemas import REPO, require_or_skip
+
+HELM = Path(os.environ.get("ANOMALYOPS_HELM", REPO / ".tools" / "helm"))
+CHART = REPO / "charts" / "anomalyops"
+# Helm's convention (chart-testing): one value set per ci/*-values.yaml; plus the defaults
+# and the example release platform/README.md installs.
+VALUE_FILES = {
+    "default": None,
+    **{
+        p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))
+    },
+    "platform-example": REPO / "platform" / "values" / "anomalyops-example.yaml",
+}
+VALUE_SETS = list(VALUE_FILES)
+
+
+def values_args(value_set: str) -> list[str]:
+    path = VALUE_FILES[value_set]
+    return [] if path is None else ["-f", str(path)]
+
+
+@pytest.fixture(scope="session")
+def helm() -> Callable[..., subprocess.CompletedProcess]:
+    """`helm(*args)`: run the real helm binary, never raising on its exit status."""
+    require_or_skip(HELM.is_file(), f"helm not found at {HELM}: run `make helm`")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(HELM), *args], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def render(helm) -> Callable[..., list[dict]]:
+    """`render(value_set, *extra_args)`: the objects `helm template` makes (cached)."""
+    cache: dict[tuple[str, ...], list[dict]] = {}
+
+    def run(value_set: str = "default", *extra: str) -> list[dict]:
+        key = (value_set, *extra)
+        if key not in cache:
+            args = ["template", "rel", str(CHART), "--namespace", "plant", *values_args(value_set)]
+            result = helm(*args, *extra)
+            assert result.returncode == 0, result.stderr
+            cache[key] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        return cache[key]
+
+    return run

@@ -1,0 +1,372 @@
+"""charts/anomalyops rendered by the real helm for each value set and validated without a
+cluster: built-in kinds by kubernetes-validate, KServe kinds by the real CRD schemas."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+from conftest import CHART, VALUE_SETS, values_args
+from k8s_schemas import KSERVE_GROUP, builtin_errors, kserve_errors
+
+PLANT = "plant"  # the namespace the tests render into
+
+
+def kinds(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def named(objects: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in kinds(objects, kind) if o["metadata"]["name"] == name]
+    return found
+
+
+def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+    """(where, pod spec) for every pod the chart makes, KServe components included."""
+    specs = []
+    for obj in objects:
+        where = f"{obj['kind']} {obj['metadata']['name']}"
+        if obj["kind"] == "Deployment":
+            specs.append((where, obj["spec"]["template"]["spec"]))
+        elif obj["kind"] == "CronJob":
+            specs.append((where, obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif obj["kind"] == "Pod":
+            specs.append((where, obj["spec"]))
+        elif obj["kind"] == "InferenceService":
+            specs.append((f"{where} transformer", obj["spec"]["transformer"]))
+    return specs
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_lint_strict(helm, value_set):
+    result = helm("lint", "--strict", str(CHART), *values_args(value_set))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_builtin_kinds_are_valid_kubernetes(render, value_set):
+    builtin = [o for o in render(value_set) if not o["apiVersion"].startswith(KSERVE_GROUP)]
+    assert {"Deployment", "Service", "Role", "RoleBinding", "ServiceAccount"} <= {
+        o["kind"] for o in builtin
+    }
+    problems = {f"{o['kind']} {o['metadata']['name']}": builtin_errors(o) for o in builtin}
+    assert not {where: found for where, found in problems.items() if found}
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_kserve_objects_match_the_crds(render, value_set):
+    objects = render(value_set)
+    kserve = [o for o in objects if o["apiVersion"].startswith(KSERVE_GROUP)]
+    assert len(kinds(kserve, "ServingRuntime")) == 1
+    component = "app.kubernetes.io/component"
+    claims = kinds(objects, "PersistentVolumeClaim")
+    logs = [o for o in claims if o["metadata"]["labels"][component] == "prediction-log"]
+    assert len(kinds(kserve, "InferenceService")) == len(logs)
+    problems = {f"{o['kind']} {o['metadata']['name']}": kserve_errors(o) for o in kserve}
+    assert not {where: found for where, found in problems.items() if found}
+
+
+def test_a_misspelt_kserve_field_fails(render):
+    line = kinds(render("gpu"), "InferenceService")[0]
+    assert kserve_errors(line) == []
+    bad = copy.deepcopy(line)
+    model = bad["spec"]["predictor"]["model"]
+    model["storageURI"] = model.pop("storageUri")
+    assert any("storageURI" in e for e in kserve_errors(bad))
+    bad = copy.deepcopy(line)
+    bad["spec"]["transformer"]["containers"][0]["volumeMount"] = []
+    assert any("volumeMount" in e for e in kserve_errors(bad))
+    bad = copy.deepcopy(line)
+    bad["spec"]["predictor"]["canaryTrafficPercent"] = "ten"
+    assert any("canaryTrafficPercent" in e for e in kserve_errors(bad))
+
+
+def test_a_misspelt_builtin_field_fails(render):
+    deployment = kinds(render(), "Deployment")[0]
+    assert builtin_errors(deployment) == []
+    deployment["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    assert builtin_errors(deployment)
+
+
+@pytest.mark.parametrize(
+    ("values", "named_in_error"),
+    [
+        (["lines[0].storageURI=s3://b/r"], "storageURI"),
+        (["lines[0].storageUri=/home/me/triton-repository"], "storageUri"),
+        (["lines[0].storageUri=s3://b/r", "lines[0].name=Weld_1"], "name"),
+        (["lines[0].storageUri=s3://b/r", "lines[0].canaryTrafficPercent=150"], "canary"),
+        (["lines[0].storageUri=s3://b/r", "image.tag=latest"], "image.tag"),
+        (["lines[0].storageUri=s3://b/r", "serving.deploymentMode=Serverles"], "deploymentMode"),
+        (["lines[0].storageUri=s3://b/r", "mlflw.replicas=2"], "mlflw"),
+    ],
+)
+def test_the_values_schema_names_the_bad_field(helm, values, named_in_error):
+    sets = ",".join(["lines[0].name=weld-1", "lines[0].variant=weld", *values])
+    result = helm("template", "rel", str(CHART), "--set", sets)
+    assert result.returncode != 0
+    assert named_in_error in result.stderr
+    assert "goroutine" not in result.stderr  # a message, not a stack trace
+
+
+@pytest.mark.parametrize(
+    ("value_set", "values", "message"),
+    [
+        ("default", ["lines[0].minReplicas=3"], "minReplicas 3 is above maxReplicas 1"),
+        ("cpu", ["lines[0].canaryTrafficPercent=10"], "canary traffic needs"),
+        ("default", ["lines[1].name=w", "lines[1].variant=x", "lines[1].storageUri=s3://b/x"],
+         'the name "w" appears twice'),
+        ("default", ["mlflow.replicas=2"], "more than one replica needs an external database"),
+    ],
+)  # fmt: skip
+def test_template_guards_refuse_what_cannot_work(helm, value_set, values, message):
+    base = "lines[0].name=w,lines[0].variant=weld,lines[0].storageUri=s3://b/w"
+    args = ["template", "rel", str(CHART), *values_args(value_set), "--set", base]
+    result = helm(*args, "--set", ",".join(values))
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_gpu_lines_ask_for_gpus_on_gpu_nodes(render):
+    lines = kinds(render("gpu"), "InferenceService")
+    assert [line["metadata"]["name"] for line in lines] == ["weld-line-1", "tile-line-2"]
+    for line in lines:
+        predictor = line["spec"]["predictor"]
+        assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert predictor["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert predictor["tolerations"][0]["key"] == "nvidia.com/gpu"
+        assert predictor["model"]["storageUri"].startswith("s3://anomalyops/triton/")
+        transformer = line["spec"]["transformer"]
+        assert "nvidia.com/gpu" not in str(transformer)  # image decoding stays on the CPU
+    weld, tile = lines
+    assert weld["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert "canaryTrafficPercent" not in tile["spec"]["predictor"]
+    assert (weld["spec"]["predictor"]["minReplicas"], weld["spec"]["predictor"]["maxReplicas"]) == (
+        1,
+        3,
+    )
+    # A line overriding one transformer key keeps the other defaults.
+    assert tile["spec"]["transformer"]["maxReplicas"] == 2
+    assert tile["spec"]["transformer"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_cpu_lines_ask_for_no_gpu_and_run_in_standard_mode(render):
+    objects = render("cpu")
+    assert "nvidia.com/gpu" not in str(objects)
+    (line,) = kinds(objects, "InferenceService")
+    assert line["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert line["spec"]["predictor"]["model"]["storageUri"] == "gs://anomalyops/triton/bottle-line"
+    assert kinds(objects, "CronJob") == []  # drift disabled in this set
+
+
+def test_transformer_serves_the_line_variant_from_the_same_repository(render):
+    for line in kinds(render("gpu"), "InferenceService"):
+        variant = line["metadata"]["labels"]["anomalyops.io/variant"]
+        storage = line["spec"]["predictor"]["model"]["storageUri"].rstrip("/")
+        transformer = line["spec"]["transformer"]
+        assert transformer["storageUris"] == [
+            {"uri": f"{storage}/{variant}", "mountPath": "/mnt/models"}
+        ]
+        (container,) = transformer["containers"]
+        assert container["command"] == ["python", "-m", "anomalyops.serving.transformer"]
+        assert f"--model_name={variant}" in container["args"]
+        assert "--model_dir=/mnt/models" in container["args"]
+        claim = transformer["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        assert claim == f"rel-anomalyops-{line['metadata']['name']}-predictions"
+
+
+def test_the_transformer_accepts_the_flags_chart_and_kserve_pass():
+    """The chart's and KServe's flags exist in serving/transformer.py's own parser."""
+    result = subprocess.run(
+        [sys.executable, "-m", "anomalyops.serving.transformer", "--help"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for flag in ("--model_name", "--model_dir", "--log_db", "--predictor_host", "--http_port"):
+        assert flag in result.stdout
+
+
+def test_mlflow_bundled_keeps_sqlite_and_artifacts_on_its_volume(render):
+    objects = render("default")
+    deployment = named(objects, "Deployment", "rel-anomalyops-mlflow")
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--backend-store-uri=sqlite:////mlflow/mlflow.db" in container["args"]
+    assert "--artifacts-destination=/mlflow/artifacts" in container["args"]
+    assert named(objects, "PersistentVolumeClaim", "rel-anomalyops-mlflow")
+    allowed = next(a for a in container["args"] if a.startswith("--allowed-hosts="))
+    assert f"rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000" in allowed
+
+
+def test_mlflow_external_reads_the_database_uri_from_a_secret(render):
+    objects = render("external-mlflow")
+    deployment = named(objects, "Deployment", "rel-anomalyops-mlflow")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in container["args"]
+    assert "--artifacts-destination=s3://anomalyops/mlflow" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlflow-db",
+        "key": "uri",
+    }
+    claims = [p["metadata"]["name"] for p in kinds(objects, "PersistentVolumeClaim")]
+    assert claims == ["rel-anomalyops-weld-line-1-predictions"]  # none for MLflow
+    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_secrets_are_referenced_never_inlined(render, value_set):
+    objects = render(value_set)
+    assert kinds(objects, "Secret") == []
+    for where, spec in pod_specs(objects):
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                if env["name"].startswith("AWS_") and "KEY" in env["name"]:
+                    assert "secretKeyRef" in env["valueFrom"], where
+                    assert "value" not in env, where
+
+
+def test_storage_secret_reaches_the_storage_initializer(render):
+    workload = named(render("gpu"), "ServiceAccount", "rel-anomalyops-workload")
+    assert workload["secrets"] == [{"name": "anomalyops-s3"}]
+    assert workload["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rbac_is_least_privilege(render, value_set):
+    objects = render(value_set)
+    assert kinds(objects, "ClusterRole") == [] and kinds(objects, "ClusterRoleBinding") == []
+    for role in kinds(objects, "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], role["metadata"]["name"]
+    deployer = named(objects, "Role", "rel-anomalyops-deployer")
+    assert deployer["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "verbs": ["get", "create", "patch", "watch"],
+        }
+    ]
+    monitor = named(objects, "Role", "rel-anomalyops-monitor")
+    assert {verb for rule in monitor["rules"] for verb in rule["verbs"]} == {"get", "list"}
+    # Only the deployer and the monitor hold API tokens.
+    for where, spec in pod_specs(objects):
+        account = spec.get("serviceAccountName", "")
+        if not account.endswith(("-deployer", "-monitor")):
+            assert account == "rel-anomalyops-workload", where
+
+
+def test_the_deploy_role_binds_the_pipeline_runner(render):
+    binding = named(render("gpu"), "RoleBinding", "rel-anomalyops-deployer")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rel-anomalyops-deployer", "namespace": PLANT},
+        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"},
+    ]
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_container_is_non_root_bounded_and_pinned(render, value_set):
+    objects = render(value_set)
+    specs = pod_specs(objects)
+    runtime = kinds(objects, "ServingRuntime")[0]
+    specs.append(("ServingRuntime", {"containers": runtime["spec"]["containers"]}))
+    for where, spec in specs:
+        for container in spec["containers"]:
+            context = {**spec.get("securityContext", {}), **container["securityContext"]}
+            assert context["runAsNonRoot"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), where
+            image = container["image"]
+            assert "@sha256:" in image or ":" in image.rsplit("/", 1)[-1], where
+            assert not image.endswith(":latest"), where
+
+
+def test_a_digest_pins_the_image(render):
+    deployment = named(render("gpu"), "Deployment", "rel-anomalyops-mlflow")
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/anomalyops/anomalyops@sha256:" + "0123456789abcdef" * 4
+    default = named(render("default"), "Deployment", "rel-anomalyops-mlflow")
+    assert default["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+
+
+def test_triton_runtime_is_the_version_tests_run(render):
+    runtime = kinds(render(), "ServingRuntime")[0]
+    (container,) = runtime["spec"]["containers"]
+    assert container["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51
+    assert "--model-control-mode=none" in container["args"]
+    assert {"name": "triton", "version": "2", "autoSelect": True, "priority": 1} in runtime["spec"][
+        "supportedModelFormats"
+    ]
+
+
+def test_drift_cronjob_per_line_reads_that_line_log(render):
+    objects = render("external-mlflow")
+    (line,) = kinds(objects, "InferenceService")
+    (cron,) = kinds(objects, "CronJob")
+    assert cron["spec"]["schedule"] == "*/30 * * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "rel-anomalyops-monitor"
+    (container,) = pod["containers"]
+    assert container["command"] == ["anomalyops"]
+    assert container["args"] == ["drift", "check", "--variant", "weld", "--window", "24h"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (
+        env["MLFLOW_TRACKING_URI"] == f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000"
+    )
+    log_claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert (
+        log_claim == line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    )
+    transformer_args = line["spec"]["transformer"]["containers"][0]["args"]
+    assert f"--log_db={env['ANOMALYOPS_PREDICTION_LOG']}" in transformer_args
+
+
+def test_ingress_caps_body_size_in_front_of_each_line(render):
+    objects = render("gpu")
+    ingresses = {i["metadata"]["name"]: i for i in kinds(objects, "Ingress")}
+    assert set(ingresses) == {
+        f"{line}-{part}" for line in ("weld-line-1", "tile-line-2")
+        for part in ("transformer", "predictor")
+    }  # fmt: skip
+    weld = ingresses["weld-line-1-transformer"]
+    annotations = weld["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "16m"
+    assert annotations["nginx.ingress.kubernetes.io/auth-url"].startswith("https://oauth2")
+    assert annotations["nginx.ingress.kubernetes.io/upstream-vhost"] == (
+        f"weld-line-1-transformer.{PLANT}.svc.cluster.local"
+    )
+    rule = weld["spec"]["rules"][0]
+    assert rule["host"] == "weld-line-1.plants.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "weld-line-1-transformer"
+    triton = ingresses["weld-line-1-predictor"]["spec"]["rules"][0]
+    assert triton["host"] == "weld-line-1-triton.plants.example.com"
+    assert weld["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "plants-tls"}]
+    capped = render("gpu", "--set", "ingress.maxBodySize=4m")
+    assert {i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+            for i in kinds(capped, "Ingress")} == {"4m"}  # fmt: skip
+    standard = kinds(render("cpu"), "Ingress")
+    assert standard and all(
+        "nginx.ingress.kubernetes.io/upstream-vhost" not in i["metadata"]["annotations"]
+        for i in standard
+    )
+
+
+def test_helm_test_hook_checks_mlflow_and_every_line(render):
+    (pod,) = kinds(render("gpu"), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    urls = pod["spec"]["containers"][0]["args"][2:]
+    assert urls == [
+        f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000/health",
+        f"http://weld-line-1-transformer.{PLANT}.svc.cluster.local/v1/models/weld",
+        f"http://weld-line-1-predictor.{PLANT}.svc.cluster.local/v2/models/weld/ready",
+        f"http://tile-line-2-transformer.{PLANT}.svc.cluster.local/v1/models/tile",
+        f"http://tile-line-2-predictor.{PLANT}.svc.cluster.local/v2/models/tile/ready",
+    ]

@@ -1,0 +1,104 @@
+"""The front before the real Triton: the requests that crash Triton 2.51 get a 4xx, and
+Triton keeps answering; good requests (binary tensors, gzip) pass unchanged."""
+
+import gzip
+import json
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException
+
+from anomalyops.serving.front import Front, Limits, Refused, check_shapes, too_deep
+from anomalyops.serving.triton import free_port
+
+CONFIG = {"max_batch_size": 4, "input": [{"name": "image", "dims": ["8", "8", "3"]}]}
+
+
+def test_depth_scan_skips_strings_and_escapes():
+    assert not too_deep(b'{"a": [[1, 2], [3]]}', 3)
+    assert too_deep(b'{"a": [[[1]]]}', 3)
+    assert not too_deep(b'{"a": "[[[[[[\\"[[[["}', 1)  # brackets inside a string
+    assert too_deep(b"[" * 200_000, 32)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ([1099511627776, 8, 8, 3], "takes [1..4] + [8, 8, 3]"),
+        ([0, 8, 8, 3], "takes"),
+        ([1, 8, 8], "takes"),
+        ([1, 8, 9, 3], "takes"),
+        ([1, 8, 8, -3], "non-negative integers"),
+        ([1, 8, 8, True], "non-negative integers"),
+    ],
+)
+def test_declared_shapes_are_checked_against_the_config(shape, message):
+    with pytest.raises(Refused, match=message.replace("[", r"\[").replace("+", r"\+")):
+        check_shapes({"inputs": [{"name": "image", "shape": shape}]}, CONFIG, "weld")
+    check_shapes({"inputs": [{"name": "image", "shape": [4, 8, 8, 3]}]}, CONFIG, "weld")
+    with pytest.raises(Refused, match="'mask'"):
+        check_shapes({"inputs": [{"name": "mask", "shape": [1, 8, 8, 3]}]}, CONFIG, "weld")
+
+
+@pytest.fixture(scope="module")
+def front(triton):
+    with Front(triton.url, free_port(), limits=Limits(max_body=8 << 20)) as running:
+        yield running
+
+
+def _alive(triton) -> bool:
+    ready = httpx.get(f"http://{triton.url}/v2/models/weld/ready", timeout=10)
+    return triton.process.poll() is None and ready.status_code == 200
+
+
+def test_crash_requests_are_refused_and_triton_keeps_answering(triton, front):
+    url = f"http://{front.url}/v2/models/weld/infer"
+    huge = {"inputs": [{"name": "image", "shape": [1099511627776, 256, 256, 3],
+                        "datatype": "UINT8", "data": [0]}]}  # fmt: skip
+    answer = httpx.post(url, json=huge, timeout=10)
+    assert answer.status_code == 400 and "1099511627776" in answer.json()["error"]
+    assert _alive(triton)
+    nested = httpx.post(url, content=b"[" * 200_000, timeout=10)
+    assert nested.status_code == 400 and "nested deeper than 32" in nested.json()["error"]
+    assert _alive(triton)
+    big = httpx.post(url, content=b"0" * (9 << 20), timeout=30)
+    assert big.status_code == 413 and "exceeds" in big.json()["error"]
+    bomb = gzip.compress(b" " * (64 << 20))  # 64 MiB of nothing, 64 KiB on the wire
+    inflated = httpx.post(url, content=bomb, headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert inflated.status_code == 413
+    control = httpx.post(f"http://{front.url}/v2/repository/models/weld/unload", timeout=10)
+    assert control.status_code == 403
+    unknown = httpx.post(f"http://{front.url}/v2/models/no_such_line/infer", json=huge)
+    assert 400 <= unknown.status_code < 500 and "no_such_line" in unknown.json()["error"]
+    assert _alive(triton)
+
+
+def test_good_requests_pass_unchanged(triton, front, weld):
+    from anomalyops.serving.imaging import load_image
+
+    image = load_image(sorted((weld / "test" / "good").glob("*"))[0], (256, 256))[None]
+    scores = {}
+    for name, url in (("direct", triton.url), ("front", front.url)):
+        client = triton_http.InferenceServerClient(url)
+        tensor = triton_http.InferInput("image", list(image.shape), "UINT8")
+        tensor.set_data_from_numpy(image)  # binary tensor extension
+        scores[name] = client.infer("weld", [tensor], request_compression_algorithm="gzip")
+        client.close()
+    front_score, direct_score = (scores[k].as_numpy("score") for k in ("front", "direct"))
+    np.testing.assert_array_equal(front_score, direct_score)
+    assert scores["front"].get_response()["model_version"] == "1"
+    body = {"inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
+                        "data": image.ravel().tolist()}]}  # fmt: skip
+    as_json = httpx.post(f"http://{front.url}/v2/models/weld/infer", content=json.dumps(body),
+                         timeout=60)  # fmt: skip
+    assert as_json.status_code == 200
+    score = {o["name"]: o["data"] for o in as_json.json()["outputs"]}["score"][0]
+    assert score == pytest.approx(float(scores["direct"].as_numpy("score")[0, 0]), rel=1e-6)
+    client = triton_http.InferenceServerClient(front.url)
+    with pytest.raises(InferenceServerException, match="takes"):
+        tensor = triton_http.InferInput("image", [1, 128, 128, 3], "UINT8")
+        tensor.set_data_from_numpy(np.zeros((1, 128, 128, 3), np.uint8))
+        client.infer("weld", [tensor])
+    client.close()
