@@ -35,7 +35,6 @@ from anomalyops.serving.imaging import ImageDecodeError, decode_image
 from anomalyops.serving.prediction_log import (
     MAX_NOTE,
     MAX_REVIEWER,
-    VERDICTS,
     PredictionLog,
     UnknownPredictionError,
 )
@@ -58,6 +57,7 @@ SUMMARY_ROWS = 20_000  # flagged rows read for the per-day counts
 HISTOGRAM_ROWS = 5_000  # logged scores drawn against the reference
 DISPLAY_SIZE = 384  # longest side of a picture on the page
 MAX_ID = 2**63 - 1  # SQLite's integer range
+MAX_BODY = 8192  # a verdict with the longest note fits in a fraction of this
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self';"
@@ -251,7 +251,7 @@ def create_app(
         reviewer = request.headers.get(user_header, "").strip()[:MAX_REVIEWER]
         html = pages.get_template("review.html").render(
             filters=filters, rows=rows, days=summary(filters), histogram=histogram,
-            reference_note=reference_note, reviewer=reviewer, verdicts=VERDICTS,
+            reference_note=reference_note, reviewer=reviewer,
             shown_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             root=request.scope.get("root_path", "").rstrip("/"),
         )  # fmt: skip
@@ -270,8 +270,13 @@ def create_app(
         # JSON only: a cross-site form cannot send it without the browser asking first.
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(415, "send the verdict as application/json")
+        data = b""
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_BODY:
+                raise HTTPException(413, f"a verdict is at most {MAX_BODY} bytes of JSON")
         try:
-            body = VerdictBody.model_validate_json(await request.body())
+            body = VerdictBody.model_validate_json(data)
         except ValidationError as error:
             raise HTTPException(422, one_line(error.errors())) from None
         reviewer = request.headers.get(user_header, "").strip() or (body.reviewer or "").strip()

@@ -166,6 +166,9 @@ def test_unknown_prediction_and_form_posts_are_refused(review):
     form = review.post("/api/predictions/1/verdict", content=body,
                        headers={"Content-Type": "text/plain"})  # fmt: skip
     assert form.status_code == 415
+    huge = review.post("/api/predictions/1/verdict", content=b"{" + b" " * 100_000 + b"}",
+                       headers={"Content-Type": "application/json"})  # fmt: skip
+    assert huge.status_code == 413
     assert review.get("/api/predictions/1").json()["verdict"] is None
 
 
