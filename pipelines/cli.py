@@ -13,7 +13,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from anomalyops.pipelines import drift_commands, pipeline_commands, serving_commands
+from anomalyops.pipelines import (
+    drift_commands,
+    pipeline_commands,
+    review_commands,
+    serving_commands,
+)
 
 log = logging.getLogger("anomalyops")
 # The registries' names, spelled out so that building the parser imports no torch;
@@ -214,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving_commands.add_export(commands)
     pipeline_commands.add_pipeline_commands(commands)
     drift_commands.add_drift_commands(commands)
+    review_commands.add_review_commands(commands)
     return parser
 
 

@@ -111,3 +111,24 @@ def s3_bucket(s3_server, monkeypatch) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; `make browser` installs it
+# No sandbox (CI runs as root); nothing that reaches out of this closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by Playwright (its own browser download fails here)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} absent: run `make browser`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
