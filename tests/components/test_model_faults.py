@@ -68,7 +68,8 @@ def test_fit_refuses_to_mix_two_models_and_force_replaces_whole(model, weld, tmp
     assert (target / "metrics.json").is_file()  # refused: nothing touched
     assert main(["fit", "--data", str(weld), "--out", str(target), "--force", *FIT]) == 0
     assert sorted(p.name for p in target.iterdir()) == [
-        "detector.json", "detector.safetensors", "reference.json", "thresholds.json", "training.json"]  # fmt: skip
+        "detector.json", "detector.safetensors", "reference.json", "thresholds.json",
+        "training.json"]  # fmt: skip
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
