@@ -23,11 +23,18 @@ class ImageDecodeError(ValueError):
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Any PIL mode (1, L, P, RGBA, CMYK, I;16, I, F, ...) as H×W×3 uint8."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
-        gray = np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8)
+    """Any PIL mode (1, L, P, RGBA, CMYK, I;16, I, F, ...) as H×W×3 uint8.
+
+    16-bit grey is scaled by 255/65535 in integers (rounded), never through float64: a
+    16-bit 20-megapixel frame would need 160 MB per copy in float64.
+    """
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        pixels = np.asarray(image)
+        if image.mode == "F":
+            pixels = np.rint(np.nan_to_num(pixels, nan=0.0, posinf=65535.0, neginf=0.0))
+        wide = image.mode.startswith("I;16") or pixels.max(initial=0) > 255
+        pixels = np.clip(pixels, 0, 65535 if wide else 255).astype(np.uint32)
+        gray = ((pixels * 255 + 32767) // 65535 if wide else pixels).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
