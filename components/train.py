@@ -12,7 +12,7 @@ import numpy as np
 
 from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.detectors import Detector, create, load_detector
-from anomalyops.components.thresholds import Calibration, calibrate
+from anomalyops.components.thresholds import Calibration, calibrate, calibrate_pixels
 
 log = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
@@ -60,7 +60,7 @@ def train(
     fit_seconds = time.perf_counter() - started
     held_out = model.predict(split.images[cal_idx])
     image_cal = calibrate(held_out.scores, target_fpr)
-    pixel_cal = calibrate(held_out.maps.ravel(), pixel_fpr)
+    pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr)
     output = Path(output)
     model.save(output)
     thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
