@@ -12,6 +12,7 @@ import numpy as np
 
 from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.detectors import Detector, create, load_detector
+from anomalyops.components.detectors.auto import auto_settings
 from anomalyops.components.thresholds import Calibration, calibrate, calibrate_pixels
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,13 @@ def train(
     on_error: OnError = "skip",
     progress: bool = True,
 ) -> TrainResult:
-    """Fit on train/good minus a held-out share, set thresholds on that share, save all."""
+    """Fit on train/good minus a held-out share, set thresholds on that share, save all.
+
+    Settings left out are decided from train/good alone (tiling, standardisation).
+    """
     dataset = FolderDataset(data)
-    model = create(detector, **(settings or {}))
+    paths = [sample.path for sample in dataset.train_samples()]
+    model = create(detector, **auto_settings(detector, paths, settings or {}))
     split = dataset.load_train(model.config.input_size, on_error, progress)
     fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
     started = time.perf_counter()

@@ -13,6 +13,7 @@ DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))
 WELD = DATA / "battery_weld" / "weld"
 BOTTLE = DATA / "mvtec_ad" / "bottle"
 TILE = DATA / "magnetic_tile" / "tile"
+MACARONI = DATA / "visa" / "macaroni1"
 
 
 def require(path: Path) -> Path:
@@ -29,6 +30,11 @@ def weld() -> Path:
 @pytest.fixture(scope="session")
 def bottle() -> Path:
     return require(BOTTLE)
+
+
+@pytest.fixture(scope="session")
+def macaroni() -> Path:
+    return require(MACARONI)
 
 
 @pytest.fixture(scope="session")
