@@ -43,6 +43,15 @@ def build_index(bank: np.ndarray, search: str = "auto") -> faiss.Index:
         index = faiss.IndexHNSWFlat(bank.shape[1], HNSW_NEIGHBOURS)
         index.hnsw.efConstruction = HNSW_BUILD_EFFORT
         index.hnsw.efSearch = HNSW_SEARCH_EFFORT
+        # One thread: a multi-threaded HNSW build links nodes in a racy order, and a
+        # saved-then-loaded detector must score exactly as before.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            index.add(bank)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return index
     index.add(bank)
     return index
 

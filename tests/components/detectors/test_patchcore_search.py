@@ -1,5 +1,6 @@
 """PatchCore search: HNSW against exact search, and the blocked graph against both."""
 
+import faiss
 import numpy as np
 import torch
 
@@ -39,3 +40,11 @@ def test_blocked_graph_matches_exact_search_on_a_bank_of_many_blocks(weld_splits
     np.testing.assert_allclose(graph.score.numpy(), expected.scores, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(graph.anomaly_map[:, 0].numpy(), expected.maps, atol=1e-3)
     assert detector.model.scratch_bytes_per_image() == 3 * 1024 * 500 * 4
+
+
+def test_hnsw_index_is_rebuilt_identically(rng):
+    bank = rng.normal(size=(6000, 24)).astype(np.float32)
+    queries = rng.normal(size=(500, 24)).astype(np.float32)
+    first, second = build_index(bank, "auto"), build_index(bank, "auto")
+    assert isinstance(first, faiss.IndexHNSWFlat)
+    np.testing.assert_array_equal(first.search(queries, 1)[0], second.search(queries, 1)[0])
