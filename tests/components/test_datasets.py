@@ -106,3 +106,16 @@ def test_every_common_format_and_16_bit_mask_is_read(tmp_path):
     assert np.abs(train.images.astype(int) - 120).max() <= 2
     test = dataset.load_test((40, 60), progress=False)
     assert test.masks[test.labels == 1].sum() == 100 and not test.masks[test.labels == 0].any()
+
+
+def test_pasted_defects_change_only_their_masks(weld_splits):
+    from anomalyops.components.synthetic import paste_defects
+
+    good = weld_splits[0].images[:8]
+    pasted, masks = paste_defects(good, seed=3)
+    assert pasted.shape == good.shape and masks.shape == good.shape[:3]
+    assert (pasted[~masks] == good[~masks]).all()
+    share = masks.reshape(8, -1).mean(1)
+    assert ((share > 0.0005) & (share < 0.02)).all()
+    changed = (pasted != good).any(-1)
+    assert all(changed[i][masks[i]].mean() > 0.5 for i in range(8))
