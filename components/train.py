@@ -12,9 +12,10 @@ import numpy as np
 
 from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.detectors import Detector, create, load_detector
+from anomalyops.components.detectors.auto import auto_settings
 from anomalyops.components.json_files import read_json
 from anomalyops.components.model_dir import ModelOutput
-from anomalyops.components.thresholds import Calibration, calibrate
+from anomalyops.components.thresholds import Calibration, calibrate, calibrate_pixels
 from anomalyops.components.validate import undersized
 from anomalyops.serving.image_stats import image_statistics
 from anomalyops.serving.reference import Reference
@@ -68,16 +69,18 @@ def train(
 ) -> TrainResult:
     """Fit on train/good minus a held-out share, set thresholds on that share, save all.
 
-    The output is checked before any work and written whole or not at all (ModelOutput);
-    a folder holding another model is replaced only with `force`.
+    Settings left out are decided from train/good alone (tiling, standardisation). The
+    output is checked before any work and written whole or not at all (ModelOutput); a
+    folder holding another model is replaced only with `force`.
     """
     target = ModelOutput(output, force)
     dataset = FolderDataset(data)
-    tiny = undersized([s.path for s in dataset.train_samples()])
+    paths = [sample.path for sample in dataset.train_samples()]
+    tiny = undersized(paths)
     if tiny:
         raise DatasetError(f"images too small to be parts, refusing to train on them: {tiny}")
     dataset_sha256 = dataset.content_hash()
-    model = create(detector, **(settings or {}))
+    model = create(detector, **auto_settings(detector, paths, settings or {}))
     split = dataset.load_train(model.config.input_size, on_error, progress)
     fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
     started = time.perf_counter()
@@ -85,7 +88,7 @@ def train(
     fit_seconds = time.perf_counter() - started
     held_out = model.predict(split.images[cal_idx])
     image_cal = calibrate(held_out.scores, target_fpr)
-    pixel_cal = calibrate(held_out.maps.ravel(), pixel_fpr)
+    pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr)
     reference = Reference.measure(held_out.scores, [image_statistics(i) for i in split.images])
     thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
     summary = {

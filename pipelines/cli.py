@@ -38,9 +38,11 @@ def variant_name(value: str) -> str:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    settings = {"backbone": args.backbone, "input_size": (args.size, args.size)}
-    if args.standardise:
-        settings["standardise"] = True
+    settings = {"backbone": args.backbone}
+    if args.size is not None:
+        settings["input_size"] = (args.size, args.size)
+    if args.standardise is not None:
+        settings["standardise"] = args.standardise
     if args.detector == "patchcore" and args.coreset is not None:
         settings["coreset_ratio"] = args.coreset
     return settings
@@ -158,12 +160,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
     parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
-    parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="square input size in pixels (default: 256, or tiles near native resolution "
+        "for images over four times that area)",
+    )
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
     parser.add_argument(
         "--standardise",
-        action="store_true",
-        help="standardise each image's intensity (parts lit unevenly)",
+        action=argparse.BooleanOptionalAction,
+        help="standardise each image's intensity (default: on where train/good brightness "
+        "varies by more than 10 %%)",
     )
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     parser.add_argument(

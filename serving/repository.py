@@ -52,12 +52,13 @@ def model_config(
     contract: ModelContract,
     flavour: Flavour,
     version: int,
-    max_batch_size: int = 32,
+    max_batch_size: int | None = None,
     tensorrt: bool = False,
     queue_delay_us: int = 2000,
     instances: int = 1,
 ) -> str:
-    """config.pbtxt text for one variant serving exactly VERSION (explicit model control)."""
+    """config.pbtxt text for one variant serving exactly VERSION (explicit model control);
+    max batch from the contract unless given."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     if tensorrt and flavour != "onnxruntime":
@@ -77,7 +78,7 @@ def model_config(
         score = 'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] },'
         kind = "KIND_CPU"
     lines += [
-        f"max_batch_size: {max_batch_size}",
+        f"max_batch_size: {max_batch_size or contract.max_batch_size}",
         f"version_policy: {{ specific: {{ versions: [ {version} ] }} }}",
         "input [",
         f'  {{ name: "image" data_type: TYPE_UINT8 dims: {_dims((height, width, channels))} }}',

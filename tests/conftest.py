@@ -12,6 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))
 WELD = REPO / "tests" / "data" / "weld"  # shipped: weld tests never skip
+BOTTLE = DATA / "mvtec_ad" / "bottle"
+MACARONI = DATA / "visa" / "macaroni1"
 
 
 def require(path: Path) -> Path:
@@ -23,6 +25,16 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def weld() -> Path:
     return require(WELD)
+
+
+@pytest.fixture(scope="session")
+def bottle() -> Path:
+    return require(BOTTLE)
+
+
+@pytest.fixture(scope="session")
+def macaroni() -> Path:
+    return require(MACARONI)
 
 
 @pytest.fixture(scope="session")
