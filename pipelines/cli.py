@@ -71,6 +71,32 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from anomalyops.components.augment import Augmentation
+    from anomalyops.components.fewshot import adapt
+
+    settings = None if args.model else {"backbone": args.backbone,
+                                         "input_size": (args.size, args.size)}  # fmt: skip
+    result = adapt(
+        args.data,
+        args.out,
+        base=args.model,
+        settings=settings,
+        augmentation=Augmentation(views=args.views),
+        target_fpr=args.fpr,
+        on_error=args.on_error,
+    )
+    start = f"extended {args.model}" if args.model else "started a new PatchCore"
+    print(f"{start} with {result.summary['train_images']} good images "
+          f"(+{result.summary['added_bank_rows']} memory-bank rows)")  # fmt: skip
+    print(f"image threshold: {result.thresholds['image']['note']}")
+    for skipped in result.summary["skipped"]:
+        print(f"skipped {skipped}")
+    print(f"saved to {Path(args.out).resolve()}")
+    print(f"export it for serving: anomalyops export --model {args.out} --out EXPORT")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from anomalyops.components.evaluate import as_table, evaluate
 
@@ -201,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(fit)
     fit.set_defaults(func=cmd_fit)
+
+    adapt = commands.add_parser(
+        "adapt", help="few-shot: extend a model with k good images of a new state"
+    )
+    adapt.add_argument("--data", required=True, help="folder of 1 to 16 new good images")
+    adapt.add_argument("--model", help="trained PatchCore to extend; a new variant when omitted")
+    adapt.add_argument("--out", required=True, help="where to save the adapted model")
+    adapt.add_argument("--views", type=int, default=8, help="augmented views per image")
+    adapt.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    adapt.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
+    adapt.add_argument("--size", type=int, default=256, help="a new variant's input size")
+    adapt.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    adapt.set_defaults(func=cmd_adapt)
 
     predict = commands.add_parser("predict", help="score images with a trained model")
     predict.add_argument("--model", required=True)

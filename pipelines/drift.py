@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kfp import dsl
 
-from anomalyops.components.steps.drift import drift_component
+from anomalyops.components.steps.drift import alert_component, drift_component
 from anomalyops.pipelines.cluster_settings import ClusterSettings
 from anomalyops.pipelines.retraining import build_pipeline as build_retraining
 
@@ -46,6 +46,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         kserve_json: str = "{}",
         target_fpr: float = 0.01,
         views: int = 8,
+        triton_url: str = "",
     ) -> str:
         check = drift_component(
             variant=variant,
@@ -55,9 +56,12 @@ def build_pipeline(settings: ClusterSettings | None = None):
             tracking_uri=tracking_uri,
             settings_json=drift_settings_json,
         )
-        check.set_caching_options(False)
+        raised = alert_component(verdict=check.outputs["verdict"])
+        for task in (check, raised):
+            task.set_caching_options(False)
         settings.apply({"validate": check})  # reads the log, like validate reads images
-        with dsl.If(check.outputs["drift"] == True):  # noqa: E712 - a KFP condition, not Python
+        settings.apply({"register": raised})  # light: parses the verdict
+        with dsl.If(raised.output == True):  # noqa: E712 - a KFP condition, not Python
             retraining(
                 new_good=new_good,
                 variant=variant,
@@ -70,6 +74,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
                 kserve_json=kserve_json,
                 target_fpr=target_fpr,
                 views=views,
+                triton_url=triton_url,
             )
         return check.outputs["verdict"]
 

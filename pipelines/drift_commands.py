@@ -23,6 +23,17 @@ def duration(value: str) -> float:
     return float(found.group(1)) * _UNITS[found.group(2)]
 
 
+def drift_settings(args: argparse.Namespace) -> dict:
+    """The DriftSettings fields given on the command line (the rest keep their defaults)."""
+    given = {
+        "window": args.window,
+        "min_samples": args.min_samples,
+        "sensitivity": args.sensitivity,
+        "cooldown_s": args.cooldown,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def cmd_drift_check(args: argparse.Namespace) -> int:
     from anomalyops.components.drift import DriftSettings, check_drift
     from anomalyops.components.drift_reference import resolve_reference
@@ -30,13 +41,7 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
 
     if not Path(args.log_db).is_file():
         raise FileNotFoundError(f"{args.log_db}: no prediction log there")
-    given = {
-        "window": args.window,
-        "min_samples": args.min_samples,
-        "sensitivity": args.sensitivity,
-        "cooldown_s": args.cooldown,
-    }
-    settings = DriftSettings(**{k: v for k, v in given.items() if v is not None})
+    settings = DriftSettings(**drift_settings(args))
     source = resolve_reference(
         args.variant, args.reference, args.tracking_uri, Path(args.out) / args.variant
     )
@@ -96,6 +101,24 @@ def cmd_log_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """--window, --min-samples, --sensitivity, --cooldown (read back by drift_settings)."""
+    # Defaults live in components/drift.DriftSettings (chosen in tests/benchmarks/drift.py).
+    parser.add_argument("--window", type=int, help="newest predictions compared (default 1000)")
+    parser.add_argument(
+        "--min-samples", type=int, help="fewer rows: 'insufficient data', never an alert"
+    )
+    parser.add_argument(
+        "--sensitivity",
+        type=float,
+        help="column threshold = sensitivity / sqrt(reference size); higher "
+        "alerts less (default 5)",
+    )
+    parser.add_argument(
+        "--cooldown", type=duration, help="no new alert this long after one (default 24h)"
+    )
+
+
 def add_drift_commands(commands: argparse._SubParsersAction) -> None:
     """Register `drift check|list` and `log prune` under the main parser."""
     drift = commands.add_parser("drift", help="check served predictions for drift (Evidently)")
@@ -117,20 +140,7 @@ def add_drift_commands(commands: argparse._SubParsersAction) -> None:
         "--model-version",
         help="rows of this version count (default: the reference's model version)",
     )
-    # Defaults live in components/drift.DriftSettings (chosen in tests/benchmarks/drift.py).
-    check.add_argument("--window", type=int, help="newest predictions compared (default 1000)")
-    check.add_argument(
-        "--min-samples", type=int, help="fewer rows: 'insufficient data', never an alert"
-    )
-    check.add_argument(
-        "--sensitivity",
-        type=float,
-        help="column threshold = sensitivity / sqrt(reference size); higher "
-        "alerts less (default 5)",
-    )
-    check.add_argument(
-        "--cooldown", type=duration, help="no new alert this long after one (default 24h)"
-    )
+    add_settings_options(check)
     check.add_argument("--out", default=DEFAULT_OUT, help="verdicts, reports and alert state")
     check.set_defaults(func=cmd_drift_check)
 

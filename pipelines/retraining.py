@@ -5,7 +5,8 @@ starts: k new good images (1 to 16) extend the champion's memory bank instead of
 retraining from scratch (components/fewshot.py). Reviewed false alarms join those
 normal images, confirmed defects the evaluation set, and the champion is measured on
 the same set as the challenger (components/challenge.py), so the register step's gate
-decides like with like and deploy serves the winner. Runs through `kfp.local` like the
+decides like with like and deploy serves the winner (with `triton_url`, a running
+Triton loads it at once). Runs through `kfp.local` like the
 training pipeline; the compiled YAML beside this file is what a cluster runs.
 """
 
@@ -49,6 +50,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         target_fpr: float = 0.01,
         views: int = 8,
         min_images: int = 1,
+        triton_url: str = "",
     ) -> str:
         validated = validate_component(data=new_good, min_images=min_images,
                                        require_uniform_size=False)  # fmt: skip
@@ -88,6 +90,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
             decision_json=registered.output,
             repository=triton_repository,
             flavour=triton_flavour,
+            triton_url=triton_url,
             target=deploy_target,
             kserve_json=kserve_json,
         )

@@ -1,10 +1,13 @@
 """Drift step: the drift check (components/drift.py) as a pipeline step.
 
 Meant for a recurring run: it returns the verdict as JSON and, beside it, `drift` (an
-alert was raised by this check) as a bool, so a pipeline retrains under
-`dsl.If(check.outputs["drift"] == True)`. The verdict, Evidently's report and the alert
-state stay under OUT (a path every run shares: the state carries hysteresis and
-cooldown from one run to the next); the report is also the step's HTML artifact.
+alert was raised by this check) as a bool. A pipeline retrains under
+`dsl.If(alert_component(verdict=...).output == True)`: kfp.local 2.17 resolves a
+condition only on a task's single `Output` (a named output such as `drift` is looked up
+as a pipeline input, found missing, and the condition reads False). The verdict,
+Evidently's report and the alert state stay under OUT (a path every run shares: the
+state carries hysteresis and cooldown from one run to the next); the report is also the
+step's HTML artifact.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -93,3 +96,11 @@ def drift_component(
     print(f"drift: verdict {verdict['verdict_path']}")
     outputs = namedtuple("DriftOutputs", ["drift", "verdict"])
     return outputs(bool(verdict["drift"]), json.dumps(verdict))
+
+
+@component
+def alert_component(verdict: str) -> bool:
+    """Whether the drift check whose VERDICT JSON this is raised an alert."""
+    import json
+
+    return bool(json.loads(verdict)["drift"])

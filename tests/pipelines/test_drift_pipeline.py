@@ -27,8 +27,10 @@ def test_committed_yaml_is_current(tmp_path):
     ), "pipelines/drift.yaml is stale: run `anomalyops pipeline compile drift`"
     tasks = next(yaml.safe_load_all(COMPILED.read_text()))["root"]["dag"]["tasks"]
     condition = tasks["condition-1"]
-    assert condition["dependentTasks"] == ["drift-component"]
-    assert "drift" in condition["triggerPolicy"]["condition"]
+    assert condition["dependentTasks"] == ["alert-component"]
+    # kfp.local resolves a condition only on a task's single Output (see the drift step).
+    assert "alert-component-Output" in condition["triggerPolicy"]["condition"]
+    assert tasks["alert-component"]["dependentTasks"] == ["drift-component"]
 
 
 def log_production(path, reference, rows: int, shift: float) -> None:
@@ -49,7 +51,7 @@ def log_production(path, reference, rows: int, shift: float) -> None:
         log.write(records)
 
 
-def arguments(tmp_path, tracking_uri: str, new_good) -> dict:
+def arguments(tmp_path, tracking_uri: str, new_good, eval_data="") -> dict:
     import json
 
     return {
@@ -60,7 +62,7 @@ def arguments(tmp_path, tracking_uri: str, new_good) -> dict:
         "new_good": str(new_good),
         "triton_repository": str(tmp_path / "repository"),
         "drift_settings_json": json.dumps(WINDOW),
-        "eval_data": "",
+        "eval_data": str(eval_data),
         "views": 4,
     }
 
@@ -77,12 +79,13 @@ def test_no_drift_no_retraining(tmp_path, champion, new_good):
 
 
 @pytest.mark.slow
-def test_drift_runs_retraining_and_serves_the_new_champion(tmp_path, champion, new_good):
+def test_drift_runs_retraining_and_serves_the_new_champion(tmp_path, champion, new_good, weld):
     from mlflow import MlflowClient
 
     reference = load_reference(tmp_path / "repository" / "weld" / "1")
     log_production(tmp_path / "predictions.db", reference, 80, shift=0.3)
-    verdict = run_local(arguments(tmp_path, champion.uri, new_good), tmp_path / "kfp")
+    # The gate needs defects to measure on: the test split (no reviewed defects here).
+    verdict = run_local(arguments(tmp_path, champion.uri, new_good, weld), tmp_path / "kfp")
     assert verdict["drift"] is True, verdict["reason"]
     assert list((tmp_path / "kfp").rglob("adapt-component"))
     client = MlflowClient(champion.uri, champion.uri)
