@@ -22,7 +22,7 @@ ifeq ($(filter $(TORCH),cpu cuda),)
 $(error TORCH must be cpu or cuda, not '$(TORCH)')
 endif
 
-.PHONY: venv demo test lint bench clean triton-venv helm
+.PHONY: venv demo test lint bench clean triton-venv helm browser
 
 venv: $(STAMP)
 
@@ -70,7 +70,13 @@ $(HELM): | $(STAMP)
 	install -m 0755 $(HELM_TMP)/layer/helm/helm $@
 	rm -rf $(HELM_TMP)
 
-test: $(STAMP) $(TRITON_STAMP) $(HELM) lint
+# Browser tests drive Debian's chromium (Playwright's own download fails here).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+test: $(STAMP) $(TRITON_STAMP) $(HELM) browser lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -1,10 +1,12 @@
 """Good-image datasets in the MVTec AD folder layout, with optional pixel masks.
 
-    ROOT/train/good/*.png
-    ROOT/test/good/*.png, ROOT/test/<defect>/*.png
-    ROOT/ground_truth/<defect>/<stem>_mask.png   (optional)
+    ROOT/train/good/*.{png,jpg,bmp,tif,...}
+    ROOT/test/good/*, ROOT/test/<defect>/*
+    ROOT/ground_truth/<defect>/<stem>_mask.*   (optional)
 
-Masks are paired with images by file stem, never by position in sorted lists.
+Images and masks may be PNG, JPEG, BMP, TIFF or WebP, 8 or 16 bit (serving/imaging.py
+decodes them the way serving does). Masks are paired with images by file stem, never by
+position in sorted lists.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG blurs a 0/255 mask
 OnError = Literal["raise", "skip"]
 
 
@@ -94,10 +97,12 @@ class FolderDataset:
     def _test_sample(self, defect_type: str, path: Path) -> Sample:
         if defect_type == "good":
             return Sample(path, 0, "good", None)
-        mask = self.root / "ground_truth" / defect_type / f"{path.stem}_mask.png"
-        if self.has_pixel_labels and not mask.is_file():
-            log.warning("%s: no mask at %s; left out of pixel metrics", path, mask)
-        return Sample(path, 1, defect_type, mask if mask.is_file() else None)
+        folder = self.root / "ground_truth" / defect_type
+        found = [folder / f"{path.stem}_mask{suffix}" for suffix in MASK_SUFFIXES]
+        mask = next((m for m in found if m.is_file()), None)
+        if self.has_pixel_labels and mask is None:
+            log.warning("%s: no mask at %s; left out of pixel metrics", path, found[0])
+        return Sample(path, 1, defect_type, mask)
 
     def content_hash(self, folders: tuple[str, ...] = ("train", "test", "ground_truth")) -> str:
         """sha256 over the images (paths and bytes) under `folders`: the data's identity."""
@@ -106,7 +111,7 @@ class FolderDataset:
             for folder in folders
             if (self.root / folder).is_dir()
             for path in sorted((self.root / folder).rglob("*"))
-            if path.suffix.lower() in IMAGE_SUFFIXES
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
         ]
         return files_sha256(self.root, paths)
 
@@ -129,10 +134,9 @@ def load_mask(sample: Sample, image_size: tuple[int, int], size: tuple[int, int]
     if sample.mask_path is None:
         return np.zeros(size, dtype=bool)
     try:
-        with Image.open(sample.mask_path) as mask_image:
-            mask = np.asarray(mask_image.convert("L")) > 127
-    except Exception as error:
-        raise DatasetError(f"{sample.mask_path}: not a decodable mask ({error})") from None
+        mask = decode_image(sample.mask_path)[..., 0] > 127
+    except ImageDecodeError as error:
+        raise DatasetError(f"not a decodable mask: {error}") from None
     if mask.shape != image_size:
         raise DatasetError(
             f"mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image "

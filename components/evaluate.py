@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalyops.components.datasets import FolderDataset, OnError
+from anomalyops.components.datasets import FolderDataset, OnError, Sample
+from anomalyops.components.hashing import files_sha256
 from anomalyops.components.metrics import aupro, auroc, f1_at
+from anomalyops.components.model_dir import check_writable_file
 from anomalyops.components.report import write_report
 from anomalyops.components.train import load_trained
 
@@ -37,13 +39,26 @@ def evaluate(
     on_error: OnError = "skip",
     progress: bool = True,
 ) -> dict[str, float | int | None]:
-    """Image AUROC, and pixel AUROC and AUPRO where masks exist; F1 and rates at threshold."""
+    """Image AUROC, and pixel AUROC and AUPRO where masks exist; F1 and rates at threshold.
+
+    Outputs are checked before any work. `test_skipped` counts unreadable test images
+    left out, and `eval_dataset_sha256` hashes the images actually evaluated: the
+    promotion gate compares only versions measured on the identical set.
+    """
+    check_writable_file(Path(model_dir) / METRICS_FILE, "metrics file")
+    if report is not None:
+        check_writable_file(report, "--report")
     detector, thresholds = load_trained(model_dir)
     test = FolderDataset(data).load_test(detector.config.input_size, on_error, progress)
     prediction = detector.predict(test.images, progress=progress)
     threshold = thresholds["image"]["threshold"]
     labels, scores = test.labels, prediction.scores
-    metrics = image_metrics(labels, scores, threshold) | {"pixel_auroc": None, "aupro": None}
+    metrics = image_metrics(labels, scores, threshold) | {
+        "pixel_auroc": None,
+        "aupro": None,
+        "test_skipped": len(test.skipped),
+        "eval_dataset_sha256": evaluated_set_sha256(data, test.samples),
+    }
     if test.masks is not None:
         known = test.pixel_labelled
         masks, maps = test.masks[known], prediction.maps[known]
@@ -66,6 +81,12 @@ def evaluate(
             notes,
         )
     return metrics
+
+
+def evaluated_set_sha256(data: str | Path, samples: list[Sample]) -> str:
+    """sha256 over the test images (and their masks) that were actually evaluated."""
+    paths = [p for s in samples for p in (s.path, s.mask_path) if p is not None]
+    return files_sha256(Path(data), sorted(set(paths)))
 
 
 def as_table(metrics: dict[str, float | int | None]) -> str:

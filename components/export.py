@@ -154,11 +154,23 @@ def export(
             "detector": json.loads(json.dumps(description, default=_json_default)),
         },
         format_version=FORMAT_VERSION,
+        resources=_resources(detector),
     )
     contract.save(out_dir)
     if model_dir is not None and (model_dir / REFERENCE_FILE).is_file():
         shutil.copyfile(model_dir / REFERENCE_FILE, out_dir / REFERENCE_FILE)
     return contract
+
+
+def _resources(detector: Detector) -> dict[str, int]:
+    """Scratch memory per image and the Triton max batch it allows (PatchCore's blocks)."""
+    model = detector.model
+    if not hasattr(model, "max_batch_size"):
+        return {}
+    return {
+        "scratch_bytes_per_image": int(model.scratch_bytes_per_image()),
+        "max_batch_size": int(model.max_batch_size()),
+    }
 
 
 def stamp_lineage(export_dir: str | Path, **lineage: str | None) -> ModelContract:

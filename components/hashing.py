@@ -6,14 +6,9 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from anomalyops.serving.checksums import file_sha256
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks (weights and banks can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["file_sha256", "files_sha256"]
 
 
 def files_sha256(root: Path, paths: Iterable[Path]) -> str:

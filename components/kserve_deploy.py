@@ -12,7 +12,10 @@ The rollout, through the Kubernetes API:
 3. the new revision is not ready in time: roll back, i.e. restore the previous predictor
    spec (KServe routes everything to a revision of it), and fail with the reason.
 
-Canary rollout and revisions are KServe's Serverless mode (Knative). Objects are built
+The line's transformer (the chart's) reads each version's model.json and reference.json
+from the same repository, so its `storageUris` follow the predictor's `storageUri` in the
+same patch, and back on a rollback. Canary rollout and revisions are KServe's Serverless
+mode (Knative). Objects are built
 with the `kserve` SDK's model classes and sent as JSON merge patches.
 """
 
@@ -179,13 +182,21 @@ def rollout(
     predictor = desired["spec"]["predictor"]
     canary = settings.canary_percent if 0 < settings.canary_percent < 100 else None
     log(f"{where}: {previous_uri} -> {storage_uri}" + (f", canary {canary} %" if canary else ""))
-    api.patch_namespaced_custom_object(
-        *target, name, {"spec": {"predictor": predictor | {"canaryTrafficPercent": canary}}}
-    )
+    spec = {"predictor": predictor | {"canaryTrafficPercent": canary}}
+    transformer = current["spec"].get("transformer") or {}
+    if transformer.get("storageUris"):
+        spec["transformer"] = {
+            "storageUris": [entry | {"uri": storage_uri} for entry in transformer["storageUris"]]
+        }
+    api.patch_namespaced_custom_object(*target, name, {"spec": spec})
     served = _wait(api, target, name, settings, lambda obj: _new_revision_ready(obj, before))
     if served is None:
-        restore = _restoring(previous_spec, predictor) | {"canaryTrafficPercent": None}
-        api.patch_namespaced_custom_object(*target, name, {"spec": {"predictor": restore}})
+        restore = {
+            "predictor": _restoring(previous_spec, predictor) | {"canaryTrafficPercent": None}
+        }
+        if "transformer" in spec:
+            restore["transformer"] = {"storageUris": transformer["storageUris"]}
+        api.patch_namespaced_custom_object(*target, name, {"spec": restore})
         back = _wait(api, target, name, settings, _is_ready)
         raise RolloutError(
             f"{where}: new revision for {storage_uri} not ready after "

@@ -2,8 +2,13 @@
 
 One registered model per product variant; aliases `champion` (what serves) and
 `challenger` (the newest candidate). A version is created only after every artifact is
-logged and checked, and `champion` moves last, so a failure part-way leaves no
-half-registered version and the champion untouched.
+logged and checked. Creating it, gating it and moving the aliases happen under the
+variant's lock (components/registry_lock.py); the version carries `registration=pending`
+and the aliases it displaces until a final `registration=complete` tag commits it. A
+failure part-way rolls back at once (aliases restored, version deleted); a run killed
+part-way (kill -9, lost machine) is rolled back by the next run that takes the lock, or by
+`--force-unlock`. So no half-registered version survives the next registration, and the
+champion is always a committed version.
 
 The exported directory (model.onnx + model.json, the serving contract) is logged under
 `export/`. Its model.json must name the version it belongs to, which MLflow assigns only
@@ -14,8 +19,9 @@ fails the version is deleted like any other half-registration.
 Promotion rule ("at least as good", on the same evaluation set only):
   1. higher image AUROC wins (differences below 1e-9 count as equal);
   2. on equal AUROC, the lower (or equal) false-positive rate at the calibrated threshold wins.
-If the champion was evaluated on a different set (different test-split hash), the new
-version is not promoted: the numbers are not comparable.
+If the champion was evaluated on a different set (a different hash of the test images
+actually evaluated: one skipped as unreadable changes it), the new version is not
+promoted: the numbers are not comparable, and the reason says so.
 """
 
 from __future__ import annotations
@@ -30,23 +36,24 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from anomalyops.components.datasets import FolderDataset
+from anomalyops.components.registry_lock import LEASE_S, VariantLock, error_code, force_unlock
+from anomalyops.serving.names import check_name
+from anomalyops.serving.retries import call_with_retries
 from anomalyops.serving.triton import free_port
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Version tag: PENDING from creation until its aliases are set, then COMPLETE (the commit).
+REGISTRATION, PENDING, COMPLETE = "registration", "pending", "complete"
 EXPORT_PATH = "export"  # run artifact folder holding the exported model (serving contract)
 AUROC_EPS = 1e-9
-LOCK_PREFIX = "_lock."  # registered models used as per-variant locks (see `_variant_lock`)
-LOCK_STALE_S = 300.0
 # Error codes that a retry can cure; anything else (bad input, missing model) fails at once.
 TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 
@@ -153,29 +160,18 @@ def is_transient(error: Exception) -> bool:
 
 def with_retries(what: str, call: Callable[[], T], attempts: int = 4, backoff: float = 0.5) -> T:
     """Call, retrying transient server errors with exponential backoff, then fail clearly."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            if attempt == attempts:
-                raise RegistryError(
-                    f"{what}: tracking server still failing after {attempts} attempts: "
-                    f"{str(error).splitlines()[0][:300]}"
-                ) from error
-            delay = backoff * 2 ** (attempt - 1)
-            log.warning("%s failed (%s); retry %d in %.1f s", what, error, attempt, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    try:
+        return call_with_retries(call, what, attempts, backoff, is_transient, log)
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        raise RegistryError(
+            f"{what}: tracking server still failing after {attempts} attempts: "
+            f"{str(error).splitlines()[0][:300]}"
+        ) from error
 
 
 # ---------------------------------------------------------------- promotion rule
-
-
-def evaluation_set_hash(data: str | Path) -> str:
-    """sha256 over the test split's images and masks: what metrics were measured on."""
-    return FolderDataset(data).content_hash(("test", "ground_truth"))
 
 
 def _number(value: Any) -> float | None:
@@ -220,51 +216,6 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _error_code(error: Exception) -> str:
-    return getattr(error, "error_code", "")
-
-
-def _champion(client, name: str):
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except Exception as error:
-        if _error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
-
-
-@contextlib.contextmanager
-def _variant_lock(client, variant: str, timeout: float = 120.0) -> Iterator[None]:
-    """Serialise promotions of one variant across processes and machines.
-
-    Creating a registered model is atomic in every MLflow store (unique name), so a
-    `_lock.<variant>` model is the lock; a lock older than LOCK_STALE_S is broken.
-    """
-    name, owner = f"{LOCK_PREFIX}{variant}", uuid.uuid4().hex
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.create_registered_model(name, tags={"owner": owner, "since": str(time.time())})
-            break
-        except Exception as error:
-            if _error_code(error) != "RESOURCE_ALREADY_EXISTS" and not is_transient(error):
-                raise
-            with contextlib.suppress(Exception):
-                since = float(client.get_registered_model(name).tags.get("since", "inf"))
-                if time.time() - since > LOCK_STALE_S:
-                    log.warning("breaking stale registry lock %s", name)
-                    client.delete_registered_model(name)
-            if time.monotonic() > deadline:
-                raise RegistryError(f"registry lock {name} held for over {timeout:.0f} s") from None
-            time.sleep(0.2)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):
-            if client.get_registered_model(name).tags.get("owner") == owner:
-                client.delete_registered_model(name)
-
-
 def _flat_params(model_dir: Path, params: dict | None) -> dict[str, str]:
     flat: dict[str, str] = {}
     for file in ("detector.json", "training.json"):
@@ -289,6 +240,7 @@ def register(
     backoff: float = 0.5,
     on_stage: Callable[[str], None] | None = None,
     export_dir: str | Path | None = None,
+    lease_s: float = LEASE_S,
 ) -> Decision:
     """Log, register and gate one trained model; returns whether it became champion and why.
 
@@ -297,7 +249,9 @@ def register(
     stamped: MLflow run, registered model and version. It is read-only (a KFP input):
     the stamping happens on a scratch copy.
     `on_stage` is called with each stage name (progress, and fault-injection in tests).
+    `lease_s` is the variant lock's lease: how soon a later run takes over a dead one's lock.
     """
+    check_name(variant)
     if export_dir is not None and not (Path(export_dir) / "model.json").is_file():
         raise RegistryError(f"{export_dir}: no model.json; not an exported model folder")
     with tempfile.TemporaryDirectory(prefix="anomalyops-register-") as scratch:
@@ -307,7 +261,7 @@ def register(
             shutil.copytree(export_dir, stamped)
         return _register(model_dir, metrics, variant, tracking_uri, reports,
                          eval_dataset_sha256, params, attempts, backoff, on_stage,
-                         stamped)  # fmt: skip
+                         stamped, lease_s)  # fmt: skip
 
 
 def _register(
@@ -322,6 +276,7 @@ def _register(
     backoff: float,
     on_stage: Callable[[str], None] | None,
     stamped: Path | None,
+    lease_s: float,
 ) -> Decision:
     """`register` with the export (if any) already copied to STAMPED, a scratch folder."""
     model_dir = Path(model_dir)
@@ -346,7 +301,7 @@ def _register(
         try:
             return client.create_experiment(experiment_name)
         except Exception as error:  # a concurrent registration created it first
-            if _error_code(error) == "RESOURCE_ALREADY_EXISTS":
+            if error_code(error) == "RESOURCE_ALREADY_EXISTS":
                 return client.get_experiment_by_name(experiment_name).experiment_id
             raise
 
@@ -402,7 +357,7 @@ def _register(
         try:
             client.create_registered_model(variant, description=f"anomaly detector for {variant}")
         except Exception as error:
-            if _error_code(error) != "RESOURCE_ALREADY_EXISTS":
+            if error_code(error) != "RESOURCE_ALREADY_EXISTS":
                 raise
 
     retry("create registered model", ensure_model)
@@ -411,35 +366,138 @@ def _register(
         version_tags |= {"export_path": EXPORT_PATH, "onnx_sha256": str(onnx_sha256)}
     source = f"{run.info.artifact_uri}/model"
 
-    def create_version():
-        # A retry after a lost response must not create a second version for this run.
-        for existing in client.search_model_versions(f"name='{variant}' and run_id='{run_id}'"):
-            return existing
-        return client.create_model_version(variant, source, run_id, tags=version_tags)
+    # Versions are created, gated and committed under the variant lock, so any version
+    # still pending when a run takes the lock belongs to a dead run: it is rolled back.
+    with VariantLock(client, variant, lease_s, retry=retry) as lock:
+        for leftover in retry("find leftover versions", lambda: _pending(client, variant)):
+            log.warning(
+                "%s v%s was left half-registered by a dead run; rolling it back",
+                variant,
+                leftover.version,
+            )
+            _roll_back(client, variant, leftover, retry)
+        lock.check()
 
-    version = retry("create model version", create_version).version
-    stage("version_created")
-    try:
-        if stamped is not None:
-            _log_version_lineage(client, run_id, variant, str(version), stamped, retry)
-        stage("lineage_logged")
-        with _variant_lock(client, variant):
+        def create_version():
+            # A retry after a lost response must not create a second version for this run.
+            for existing in client.search_model_versions(f"name='{variant}' and run_id='{run_id}'"):
+                return existing
+            return client.create_model_version(
+                variant, source, run_id, tags=version_tags | {REGISTRATION: PENDING}
+            )
+
+        version = retry("create model version", create_version).version
+        stage("version_created")
+        try:
+            if stamped is not None:
+                _log_version_lineage(client, run_id, variant, str(version), stamped, retry)
+            stage("lineage_logged")
+            promoted, reason, champion = _gate(
+                client, variant, version, numeric, eval_dataset_sha256, retry
+            )
+            # What the aliases pointed at, so a rollback (now or by a later run) restores them.
+            for alias in (CHAMPION, CHALLENGER):
+                before = retry(f"read {alias}", lambda a=alias: _alias(client, variant, a))
+                retry(
+                    f"record previous {alias}",
+                    lambda a=alias, b=before: client.set_model_version_tag(
+                        variant, version, f"previous_{a}", str(b.version) if b else ""
+                    ),
+                )
+            lock.check()
             retry(
                 "set challenger",
                 lambda: client.set_registered_model_alias(variant, CHALLENGER, version),
             )
-            promoted, reason, champion = _gate(
-                client, variant, version, numeric, eval_dataset_sha256, retry
+            if promoted:
+                retry(
+                    "set champion",
+                    lambda: client.set_registered_model_alias(variant, CHAMPION, version),
+                )
+            stage("aliases_set")
+            lock.check()
+            retry(
+                "commit version",
+                lambda: client.set_model_version_tag(variant, version, REGISTRATION, COMPLETE),
             )
-    except BaseException as error:
-        # Leave no half-registered version behind (best effort: the server may be gone).
-        with contextlib.suppress(Exception):
-            client.delete_model_version(variant, version)
-        raise RegistryError(f"registering {variant} version {version} failed: {error}") from error
+        except BaseException as error:
+            # Leave no half-registered version behind (best effort: the server may be gone;
+            # then the next run to take the lock rolls it back).
+            with contextlib.suppress(Exception):
+                if lock.lost is None:  # else the run that took the lock rolls it back
+                    _roll_back(client, variant, client.get_model_version(variant, version),
+                               lambda _what, call: call())  # fmt: skip
+            raise RegistryError(
+                f"registering {variant} version {version} failed: {error}"
+            ) from error
     stage("done")
     log.info("%s v%s: %s (%s)", variant, version, "champion" if promoted else "challenger", reason)
-    return Decision(variant, str(version), run_id, promoted, reason, str(champion),
-                    f"models:/{variant}/{version}", tracking_uri)  # fmt: skip
+    return Decision(
+        variant,
+        str(version),
+        run_id,
+        promoted,
+        reason,
+        str(champion),
+        f"models:/{variant}/{version}",
+        tracking_uri,
+    )
+
+
+def _alias(client, name: str, alias: str):
+    """The version ALIAS points at, or None."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception as error:
+        if error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def _pending(client, variant: str) -> list:
+    """Versions whose registration never committed (their run died part-way)."""
+    found = client.search_model_versions(f"name='{variant}'")
+    return [v for v in found if (v.tags or {}).get(REGISTRATION) == PENDING]
+
+
+def _roll_back(client, variant: str, version, retry) -> None:
+    """Undo a half-registration: aliases back where they were, version deleted, run FAILED."""
+    tags = version.tags or {}
+    for alias in (CHAMPION, CHALLENGER):
+        # Read the alias itself: search results do not always carry a version's aliases.
+        holder = retry(f"read {alias}", lambda a=alias: _alias(client, variant, a))
+        if holder is None or str(holder.version) != str(version.version):
+            continue
+        previous = tags.get(f"previous_{alias}")
+        if previous:
+            retry(
+                f"restore {alias}",
+                lambda a=alias, p=previous: client.set_registered_model_alias(variant, a, p),
+            )
+        else:
+            retry(
+                f"remove {alias}", lambda a=alias: client.delete_registered_model_alias(variant, a)
+            )
+    retry("delete version", lambda: client.delete_model_version(variant, version.version))
+    if version.run_id:
+        with contextlib.suppress(Exception):
+            client.set_terminated(version.run_id, "FAILED")
+
+
+def unlock(tracking_uri: str, variant: str) -> tuple[list[str], list[str]]:
+    """Operators' --force-unlock: drop VARIANT's lock and roll back half-registered versions.
+
+    Only for when the run holding the lock is known to be dead; returns (locks removed,
+    versions rolled back).
+    """
+    check_name(variant)
+    client = _client(tracking_uri)
+    removed = with_retries("force unlock", lambda: force_unlock(client, variant))
+    rolled = []
+    for leftover in with_retries("find leftover versions", lambda: _pending(client, variant)):
+        _roll_back(client, variant, leftover, with_retries)
+        rolled.append(str(leftover.version))
+    return removed, rolled
 
 
 def _log_batch(client, run_id: str, params: dict, metrics: dict, tags: dict) -> None:
@@ -495,7 +553,7 @@ def _log_version_lineage(client, run_id: str, variant: str, version: str, stampe
 def champion_version(tracking_uri: str, variant: str) -> str | None:
     """The version the `champion` alias points at now (None when the variant has none)."""
     client = _client(tracking_uri)
-    current = with_retries("read champion", lambda: _champion(client, variant))
+    current = with_retries("read champion", lambda: _alias(client, variant, CHAMPION))
     return str(current.version) if current is not None else None
 
 
@@ -513,14 +571,16 @@ def download_export(tracking_uri: str, run_id: str, target: str | Path) -> Path:
 
 
 def _gate(client, variant, version, metrics, eval_hash, retry) -> tuple[bool, str, str]:
-    """Decide and, if earned, move `champion` (called under the variant lock)."""
-    current = retry("read champion", lambda: _champion(client, variant))
+    """(promote?, why, champion afterwards); decides only (called under the variant lock)."""
+    current = retry("read champion", lambda: _alias(client, variant, CHAMPION))
+    skipped = int(_number(metrics.get("test_skipped")) or 0)
     if current is None:
         promoted, reason = True, "first version of this variant"
     elif eval_hash and current.tags.get("eval_dataset_sha256") != eval_hash:
         promoted = False
+        why = f"{skipped} unreadable test images were skipped, so " if skipped else ""
         reason = (
-            f"champion v{current.version} was evaluated on a different evaluation set "
+            f"{why}champion v{current.version} was evaluated on a different evaluation set "
             f"({current.tags.get('eval_dataset_sha256', '?')[:12]} vs {eval_hash[:12]}); "
             "metrics are not comparable"
         )
@@ -530,7 +590,6 @@ def _gate(client, variant, version, metrics, eval_hash, retry) -> tuple[bool, st
         promoted, reason = compare(metrics, current.tags)
         reason = f"{reason} (champion v{current.version})"
     if promoted:
-        retry("set champion", lambda: client.set_registered_model_alias(variant, CHAMPION, version))
         return True, reason, str(version)
     return False, reason, str(current.version) if current else ""
 
@@ -548,14 +607,14 @@ def set_champion(tracking_uri: str, variant: str, version: str) -> str | None:
             client.get_model_version(variant, str(version))
             return True
         except Exception as error:
-            if _error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if error_code(error) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return False
             raise
 
     if not with_retries("read version", exists):
         raise RegistryError(f"registered model {variant!r} has no version {version}")
-    with _variant_lock(client, variant):
-        current = with_retries("read champion", lambda: _champion(client, variant))
+    with VariantLock(client, variant, LEASE_S, retry=with_retries):
+        current = with_retries("read champion", lambda: _alias(client, variant, CHAMPION))
         with_retries(
             "set champion",
             lambda: client.set_registered_model_alias(variant, CHAMPION, str(version)),
@@ -571,7 +630,7 @@ def download_champion_model(
     Returns (version, folder), or None when the variant has no champion yet.
     """
     client = _client(tracking_uri)
-    current = with_retries("read champion", lambda: _champion(client, variant))
+    current = with_retries("read champion", lambda: _alias(client, variant, CHAMPION))
     if current is None:
         return None
     Path(target).mkdir(parents=True, exist_ok=True)

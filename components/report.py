@@ -9,26 +9,9 @@ from pathlib import Path
 
 import numpy as np
 from jinja2 import Environment
-from matplotlib import colormaps
 
+from anomalyops.serving.heatmap import map_range, overlay
 from anomalyops.serving.imaging import png_base64
-
-
-def overlay(image: np.ndarray, anomaly_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """The anomaly map as a heat map (jet) over the H×W×3 uint8 image.
-
-    Opacity follows the score, so normal regions show the part itself and only what
-    deviates is coloured.
-    """
-    scaled = np.clip((anomaly_map - vmin) / max(vmax - vmin, 1e-12), 0, 1)
-    heat = colormaps["jet"](scaled)[..., :3] * 255
-    alpha = 0.7 * scaled[..., None]
-    return (image * (1 - alpha) + heat * alpha).astype(np.uint8)
-
-
-def map_range(maps: np.ndarray) -> tuple[float, float]:
-    """Colour scale shared by a set of maps: from the median (typical normal) to the top."""
-    return float(np.percentile(maps, 50)), float(np.percentile(maps, 99.9))
 
 
 def histogram_png(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> str:

@@ -1,11 +1,22 @@
-"""Greedy k-center coreset selection for PatchCore's memory bank.
+"""Greedy k-center coreset selection for PatchCore's memory bank, in two stages.
 
 anomalib 2.7 projected EfficientNet-Lite0's 152 feature dimensions *up* to ~300 and
 scanned every patch at every greedy step: 46 minutes for bottle at 10 % on 2 cores. Here
-the projection always reduces the dimension, and the patches are shuffled and split into
-chunks that each get their own greedy pass, so every step scans one cache-sized chunk.
-Every chunk is a random sample of the whole bank, and greedy k-center picks its outliers
-first, so rare patches still make it into the union.
+the projection always reduces the dimension and the work runs in cache-sized chunks.
+
+Giving each chunk only ratio × chunk centres is not a coreset of the whole bank: a rare
+normal mode spread thinly over many chunks loses to each chunk's local outliers and goes
+uncovered (30 k points, 200 rare clusters, 1 %: 177/200 covered, radius 13.1 vs 3.9 for
+global greedy), and an uncovered normal mode scores as a defect. So selection is two-stage:
+
+1. each chunk takes `OVERSAMPLE` × ratio × chunk candidates by greedy k-center, leaving
+   every point within r₁ of a candidate;
+2. global greedy k-center over the union of candidates picks the final ratio × N,
+   leaving every candidate within r₂ of a centre.
+
+By the triangle inequality every point lies within r₁ + r₂ of the coreset, and greedy
+k-center is a 2-approximation on each stage's input, so r₂ ≤ 2·OPT_k(all points) (the
+union is a subset of all points). `coreset_radius` measures the bound on a selection.
 """
 
 from __future__ import annotations
@@ -15,54 +26,76 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+# The one default: patches per first-stage chunk (8 k × 64 float32 = 2 MB, cache-sized).
+CHUNK_SIZE = 8192
+# First-stage candidates per chunk, as a multiple of the final ratio.
+OVERSAMPLE = 4
+
+
+def project(features: torch.Tensor, projection_dim: int, seed: int) -> torch.Tensor:
+    """Random Gaussian projection to fewer dimensions (never more); distances ~preserved."""
+    dim = features.shape[1]
+    if projection_dim >= dim:
+        return features.float()
+    generator = torch.Generator().manual_seed(seed)
+    projection = torch.randn(dim, projection_dim, generator=generator)
+    return features.float() @ (projection / math.sqrt(projection_dim))
+
 
 def greedy_coreset(
     features: torch.Tensor,
     ratio: float,
     projection_dim: int = 64,
-    chunk_size: int = 16384,
+    chunk_size: int = CHUNK_SIZE,
     seed: int = 0,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Indices of about `ratio`·N rows of `features` (N×D) chosen by greedy k-center."""
+    """Sorted indices of round(`ratio`·N) rows of `features` (N×D): a two-stage k-center."""
     if not 0 < ratio <= 1:
         raise ValueError(f"coreset ratio must be in (0, 1], got {ratio}")
     count = features.shape[0]
+    wanted = max(1, round(count * ratio))
     if ratio == 1 or count <= 1:
         return torch.arange(count)
+    reduced = project(features, projection_dim, seed)
     generator = torch.Generator().manual_seed(seed)
-    dim = features.shape[1]
-    if projection_dim < dim:
-        projection = torch.randn(dim, projection_dim, generator=generator) / math.sqrt(
-            projection_dim
-        )
-        reduced = features.float() @ projection
-    else:
-        reduced = features.float()
+    if count <= chunk_size:
+        return _greedy(reduced, wanted, 0).sort().values
     order = torch.randperm(count, generator=generator)
+    candidates = []
     chunks = order.split(chunk_size)
-    selected = []
-    bar = tqdm(total=max(1, round(count * ratio)), desc="coreset", unit="pt", disable=not progress)
+    bar = tqdm(total=len(chunks) + 1, desc="coreset", unit="chunk", disable=not progress)
     for chunk in chunks:
-        points = reduced[chunk]
-        wanted = max(1, round(len(chunk) * ratio))
-        picks = _greedy(points, wanted, int(torch.randint(len(chunk), (1,), generator=generator)))
-        selected.append(chunk[picks])
-        bar.update(wanted)
+        take = min(len(chunk), max(1, math.ceil(len(chunk) * ratio * OVERSAMPLE)))
+        candidates.append(chunk[_greedy(reduced[chunk], take, 0)])
+        bar.update(1)
+    union = torch.cat(candidates)
+    final = union[_greedy(reduced[union], min(wanted, len(union)), 0)]
+    bar.update(1)
     bar.close()
-    return torch.cat(selected).sort().values
+    return final.sort().values
+
+
+def coreset_radius(
+    features: torch.Tensor, picked: torch.Tensor, chunk_size: int = CHUNK_SIZE
+) -> float:
+    """Largest distance from any row to its nearest picked row (the covering radius)."""
+    bank = features[picked].float()
+    worst = 0.0
+    for rows in features.float().split(chunk_size):
+        worst = max(worst, float(torch.cdist(rows, bank).amin(1).max()))
+    return worst
 
 
 def _greedy(points: torch.Tensor, wanted: int, start: int) -> torch.Tensor:
-    """Greedy k-center on one chunk: repeatedly take the point farthest from those taken."""
+    """Greedy k-center: repeatedly take the point farthest from those already taken."""
     picks = torch.empty(wanted, dtype=torch.long)
     norms = (points * points).sum(1)
     nearest = torch.full((points.shape[0],), float("inf"))
     current = start
     for step in range(wanted):
         picks[step] = current
-        center = points[current]
-        distance = norms - 2 * (points @ center) + norms[current]
+        distance = norms - 2 * (points @ points[current]) + norms[current]
         torch.minimum(nearest, distance, out=nearest)
         current = int(torch.argmax(nearest))
     return picks

@@ -1,4 +1,5 @@
-"""Synthetic parts with planted defects, so the demo runs on a machine with no data.
+"""Synthetic parts with planted defects (the demo runs on a machine with no data), and
+defects pasted onto real good images (settings are chosen on those, never on a test split).
 
 Never used to claim accuracy: real numbers come from ../shared/data.
 """
@@ -74,3 +75,33 @@ def make_synthetic_dataset(
             mask.save(root / "ground_truth" / kind / f"{i:03d}_mask.png")
     (root / "README.md").write_text("Synthetic parts with planted defects (demo only).\n")
     return root
+
+
+def paste_defects(
+    images: np.ndarray, seed: int = 0, area: tuple[float, float] = (0.001, 0.01)
+) -> tuple[np.ndarray, np.ndarray]:
+    """CutPaste-style defects on good images, for choosing settings without a test split.
+
+    Each image gets a patch cut from another image of the set (a different place and
+    look), rotated by a multiple of 90°, its brightness scaled by 0.6–0.8 or 1.25–1.5 and
+    pasted at a random place: `area` is the patch's share of the image, small on purpose
+    (real defects are often 0.04 % of a frame). Returns the images and their bool masks.
+    """
+    rng = np.random.default_rng(seed)
+    count, height, width, _ = images.shape
+    out, masks = images.copy(), np.zeros(images.shape[:3], dtype=bool)
+    for index in range(count):
+        share = rng.uniform(*area)
+        aspect = rng.uniform(0.3, 3.0)
+        h = int(np.clip(round(np.sqrt(share * height * width / aspect)), 2, height // 2))
+        w = int(np.clip(round(np.sqrt(share * height * width * aspect)), 2, width // 2))
+        source = images[(index + 1 + rng.integers(max(1, count - 1))) % count]
+        y0, x0 = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+        patch = np.rot90(source[y0 : y0 + h, x0 : x0 + w], int(rng.integers(4)))
+        gain = rng.choice([rng.uniform(0.6, 0.8), rng.uniform(1.25, 1.5)])
+        patch = np.clip(patch.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        ph, pw = patch.shape[:2]
+        y, x = rng.integers(0, height - ph + 1), rng.integers(0, width - pw + 1)
+        out[index, y : y + ph, x : x + pw] = patch
+        masks[index, y : y + ph, x : x + pw] = True
+    return out, masks

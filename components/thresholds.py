@@ -5,6 +5,12 @@ good images: the conformal order statistic that keeps a new good image's chance 
 false alarm at or below the target. With few images that guarantee is impossible (20
 images cannot promise 1 %), so the result also carries the one-sided Clopper–Pearson
 upper bound on the false-positive rate, and says whether the target is guaranteed.
+
+Pixels are not independent samples: a good image's pixels rise and fall together (one
+blurred map, one lighting), so ~458 k pixels of 20 images carry about 20 samples' worth of
+evidence. The pixel threshold is the empirical quantile over pixels, and its bound is
+taken over images (Hoeffding on the per-image exceedance share), which holds however
+the pixels within an image are correlated; it is rarely tight enough to guarantee 0.1 %.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class Calibration:
     guaranteed: bool  # enough images for the conformal guarantee at target_fpr
     miss_rate: float | None = None  # share of known defect images at or below threshold
     n_defect: int = 0
+    unit: str = "image"  # what the rate counts: "image", or "pixel" (bounded over images)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,7 +45,15 @@ class Calibration:
             f"observed {self.exceedances}/{self.n_good} good above it, FPR ≤ "
             f"{self.fpr_upper_bound:.2%} at {self.confidence:.0%} confidence"
         )
-        if not self.guaranteed:
+        if self.unit == "pixel":
+            text = (
+                f"pixel threshold {self.threshold:.4g}: target FPR {self.target_fpr:.2%}, "
+                f"observed {self.empirical_fpr:.3%} of pixels in {self.n_good} good images; "
+                f"bound over images {self.fpr_upper_bound:.2%} at {self.confidence:.0%}"
+            )
+            if not self.guaranteed:
+                text += " (target not guaranteed: too few images for a correlated-pixel bound)"
+        elif not self.guaranteed:
             needed = math.ceil(1 / self.target_fpr) - 1
             text += f" (target not guaranteed: needs ≥ {needed} held-out good images)"
         if self.miss_rate is not None:
@@ -87,4 +102,39 @@ def calibrate(
         guaranteed=guaranteed,
         miss_rate=miss_rate,
         n_defect=n_defect,
+    )
+
+
+def calibrate_pixels(
+    good_maps: np.ndarray, target_fpr: float = 0.001, confidence: float = 0.95
+) -> Calibration:
+    """The pixel threshold on held-out good maps (N×H×W), with a bound over images.
+
+    The threshold is the (1 − target) quantile of all pixels. The bound treats images, not
+    pixels, as the samples: each image's share of pixels above the threshold lies in
+    [0, 1] and images are exchangeable, so by Hoeffding a new good image's expected share
+    is at most the mean share + sqrt(ln(1/(1 − confidence)) / 2N) at that confidence.
+    """
+    maps = np.asarray(good_maps, dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[0] == 0:
+        raise ValueError(f"pixel calibration needs N×H×W good maps, got shape {maps.shape}")
+    if not np.isfinite(maps).all():
+        raise ValueError("pixel calibration got non-finite map values")
+    if not 0 < target_fpr < 1:
+        raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    threshold = float(np.quantile(maps, 1 - target_fpr, method="higher"))
+    shares = (maps > threshold).reshape(len(maps), -1).mean(1)
+    bound = min(
+        1.0, float(shares.mean()) + math.sqrt(math.log(1 / (1 - confidence)) / (2 * len(maps)))
+    )
+    return Calibration(
+        threshold=threshold,
+        target_fpr=target_fpr,
+        n_good=len(maps),
+        exceedances=int((maps > threshold).sum()),
+        empirical_fpr=float(shares.mean()),
+        fpr_upper_bound=bound,
+        confidence=confidence,
+        guaranteed=bound <= target_fpr,
+        unit="pixel",
     )

@@ -12,13 +12,27 @@ import numpy as np
 
 from anomalyops.components.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.detectors import Detector, create, load_detector
-from anomalyops.components.thresholds import Calibration, calibrate
+from anomalyops.components.detectors.auto import auto_settings
+from anomalyops.components.json_files import read_json
+from anomalyops.components.model_dir import ModelOutput
+from anomalyops.components.thresholds import Calibration, calibrate, calibrate_pixels
+from anomalyops.components.validate import undersized
 from anomalyops.serving.image_stats import image_statistics
 from anomalyops.serving.reference import Reference
 
 log = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
 TRAINING_FILE = "training.json"
+_LEVEL = {
+    "type": "object",
+    "required": ["threshold"],
+    "properties": {"threshold": {"type": "number"}},
+}
+THRESHOLDS_SCHEMA = {
+    "type": "object",
+    "required": ["image", "pixel"],
+    "properties": {"image": _LEVEL, "pixel": _LEVEL},
+}
 
 
 @dataclass
@@ -51,10 +65,22 @@ def train(
     pixel_fpr: float = 0.001,
     on_error: OnError = "skip",
     progress: bool = True,
+    force: bool = False,
 ) -> TrainResult:
-    """Fit on train/good minus a held-out share, set thresholds on that share, save all."""
+    """Fit on train/good minus a held-out share, set thresholds on that share, save all.
+
+    Settings left out are decided from train/good alone (tiling, standardisation). The
+    output is checked before any work and written whole or not at all (ModelOutput); a
+    folder holding another model is replaced only with `force`.
+    """
+    target = ModelOutput(output, force)
     dataset = FolderDataset(data)
-    model = create(detector, **(settings or {}))
+    paths = [sample.path for sample in dataset.train_samples()]
+    tiny = undersized(paths)
+    if tiny:
+        raise DatasetError(f"images too small to be parts, refusing to train on them: {tiny}")
+    dataset_sha256 = dataset.content_hash()
+    model = create(detector, **auto_settings(detector, paths, settings or {}))
     split = dataset.load_train(model.config.input_size, on_error, progress)
     fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
     started = time.perf_counter()
@@ -62,25 +88,25 @@ def train(
     fit_seconds = time.perf_counter() - started
     held_out = model.predict(split.images[cal_idx])
     image_cal = calibrate(held_out.scores, target_fpr)
-    pixel_cal = calibrate(held_out.maps.ravel(), pixel_fpr)
+    pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr)
     reference = Reference.measure(held_out.scores, [image_statistics(i) for i in split.images])
-    output = Path(output)
-    model.save(output)
-    reference.save(output)
     thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
-    (output / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
     summary = {
         "data": str(dataset.root),
-        "dataset_sha256": dataset.content_hash(),
+        "dataset_sha256": dataset_sha256,
         "detector": detector,
         "train_images": len(fit_idx),
         "calibration_images": len(cal_idx),
         "skipped": split.skipped,
         "fit_seconds": round(fit_seconds, 2),
     }
-    (output / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
+    with target as staging:
+        model.save(staging)
+        reference.save(staging)
+        (staging / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
+        (staging / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
     log.info("trained %s on %d images in %.1f s", detector, len(fit_idx), fit_seconds)
-    return TrainResult(output, model, image_cal, pixel_cal, summary)
+    return TrainResult(Path(output), model, image_cal, pixel_cal, summary)
 
 
 def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
@@ -89,4 +115,5 @@ def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
     path = model_dir / THRESHOLDS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
-    return load_detector(model_dir), json.loads(path.read_text())
+    thresholds = read_json(path, THRESHOLDS_SCHEMA)
+    return load_detector(model_dir), thresholds

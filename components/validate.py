@@ -47,6 +47,14 @@ MANIFEST_COLUMNS = [
 ]
 REPORT_JSON = "validation.json"
 REPORT_HTML = "validation.html"
+# Hard limits, chosen on the good sets in ../shared/data: their sides are 101-617 px, their
+# largest |robust z| is 5.1 (weld contrast), 3.6 (bottle), 2.9 (tile). An image beyond
+# these is no photograph of a part (a 1x1 file, a blank or blown-out frame, a thumbnail).
+MIN_SIDE = 32
+FAR_Z = 10.0
+FAR_AREA_RATIO = 100.0  # pixel count 100x above or below the set's median
+MIN_FOR_OUTLIERS = 10  # fewer decodable images give no stable median/MAD: no far-z failures
+MIN_CONTRAST = 1.0  # grey-level std below this is a blank frame (dead or blown-out camera)
 # Bits per channel for PIL modes; anything unlisted is reported as 8.
 BIT_DEPTH = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
@@ -107,9 +115,24 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / scale
 
 
+def undersized(paths: list[Path], min_side: int = MIN_SIDE) -> list[str]:
+    """Images narrower or lower than MIN_SIDE, read from their headers only (cheap)."""
+    small = []
+    for path in paths:
+        with contextlib.suppress(OSError, Image.UnidentifiedImageError), Image.open(path) as im:
+            if min(im.size) < min_side:
+                small.append(f"{path} ({im.size[0]}x{im.size[1]} px < {min_side})")
+    return small
+
+
 def describe_image(path: Path) -> dict:
     """One manifest row; `decode_ok` False (with the error) instead of raising."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:  # a folder named x.png, a symlink loop, no permission
+        data, unreadable = b"", f"{path}: not a readable file ({error.strerror or error})"
+    else:
+        unreadable = None
     row: dict[str, Any] = {
         "path": str(path),
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -125,6 +148,9 @@ def describe_image(path: Path) -> dict:
         "decode_ok": False,
         "error": None,
     }
+    if unreadable:
+        row["error"] = unreadable
+        return row
     try:
         pixels = decode_image(data, name=str(path))
         with Image.open(io.BytesIO(data)) as image:
@@ -167,6 +193,11 @@ def build_manifest(paths: list[Path], near_duplicate_bits: int = 4, z_limit: flo
                 break
     frame["near_duplicate_of"] = near
     ok = frame["decode_ok"].to_numpy(bool)
+    width = frame["width"].to_numpy(dtype=np.float64, na_value=np.nan)
+    height = frame["height"].to_numpy(dtype=np.float64, na_value=np.nan)
+    frame["min_side"] = np.minimum(width, height)
+    area = np.log10(width * height)
+    frame["area_log_ratio"] = np.round(area - np.nanmedian(area[ok]) if ok.any() else area, 3)
     for column in ("brightness", "contrast", "sharpness"):
         values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
         if column == "sharpness":  # spans orders of magnitude: compare on a log scale
@@ -177,7 +208,8 @@ def build_manifest(paths: list[Path], near_duplicate_bits: int = 4, z_limit: flo
     return frame
 
 
-def _suite(frame, min_images: int, require_uniform_size: bool, z_limit: float) -> list:
+def _suite(frame, min_images: int, require_uniform_size: bool, z_limit: float,
+           far_z: float = FAR_Z) -> list:  # fmt: skip
     """(expectation, check name, severity, description) for this manifest."""
     import great_expectations as gx
 
@@ -234,6 +266,19 @@ def _suite(frame, min_images: int, require_uniform_size: bool, z_limit: float) -
             f"one resolution (majority: {modal('size')})",
         )
     )
+    limit = np.log10(FAR_AREA_RATIO)
+    checks += [
+        (E.ExpectColumnValuesToBeBetween(column="min_side", min_value=MIN_SIDE), "min_size",
+         "hard", f"every side at least {MIN_SIDE} px"),
+        (E.ExpectColumnValuesToBeBetween(column="contrast", min_value=MIN_CONTRAST), "blank",
+         "hard", f"not blank (grey-level std at least {MIN_CONTRAST})"),
+    ]  # fmt: skip
+    far = int(frame["decode_ok"].sum()) >= MIN_FOR_OUTLIERS
+    if far:
+        within = f"pixel count within {FAR_AREA_RATIO:.0f}x of the set's median"
+        checks.append((E.ExpectColumnValuesToBeBetween(column="area_log_ratio", min_value=-limit,
+                                                       max_value=limit), "size_far_outliers",
+                       "hard", within))  # fmt: skip
     for column, what in (
         ("brightness", "lighting"),
         ("contrast", "contrast"),
@@ -243,6 +288,13 @@ def _suite(frame, min_images: int, require_uniform_size: bool, z_limit: float) -
                                                        max_value=z_limit),
                        f"{column}_outliers", "soft",
                        f"{what} within {z_limit} robust z-scores of the median"))  # fmt: skip
+        if not far:
+            continue
+        checks.append((E.ExpectColumnValuesToBeBetween(column=f"{column}_z", min_value=-far_z,
+                                                       max_value=far_z),
+                       f"{column}_far_outliers", "hard",
+                       f"{what} within {far_z} robust z-scores: far beyond is no part "
+                       "photograph"))  # fmt: skip
     return checks
 
 
@@ -295,18 +347,21 @@ def validate(
     near_duplicate_bits: int = 4,
     z_limit: float = 3.5,
     raise_on_failure: bool = True,
+    far_z: float = FAR_Z,
 ) -> ValidationReport:
     """Validate DATA/train/good; write reports to OUTPUT; raise ValidationError on hard failures.
 
     `require_uniform_size` makes mixed resolutions a hard failure, for detectors that
-    need one input resolution; ours resize, so by default it is a warning.
+    need one input resolution; ours resize, so by default it is a warning. Images far
+    outside the set (a side under MIN_SIDE, 100x the median pixel count, lighting,
+    contrast or focus beyond `far_z` robust z-scores) are hard failures.
     """
     dataset = FolderDataset(data)
     paths = sorted(
         p for p in (dataset.root / "train" / "good").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
     )
     frame = build_manifest(paths, near_duplicate_bits, z_limit)
-    checks = _suite(frame, min_images, require_uniform_size, z_limit)
+    checks = _suite(frame, min_images, require_uniform_size, z_limit, far_z)
     hard, soft = [], []
     for name, severity, description, success, files, observed in _run_suite(frame, checks):
         if success:
@@ -325,6 +380,8 @@ def validate(
             "require_uniform_size": require_uniform_size,
             "near_duplicate_bits": near_duplicate_bits,
             "z_limit": z_limit,
+            "far_z": far_z,
+            "min_side": MIN_SIDE,
         },
         manifest=json.loads(frame.to_json(orient="records")),
     )

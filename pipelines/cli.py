@@ -1,4 +1,8 @@
-"""`anomalyops` command line: fit, predict, evaluate, demo."""
+"""`anomalyops` command line: fit, predict, evaluate, demo.
+
+Imports stay inside the commands: torch, MLflow and KFP take seconds to load, and
+`--help` or a mistyped argument must answer at once (tests/pipelines/test_cli_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,45 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from anomalyops.components.backbones import BACKBONES
-from anomalyops.components.detectors import DETECTORS
-from anomalyops.pipelines import drift_commands, pipeline_commands, serving_commands
+from anomalyops.pipelines import (
+    drift_commands,
+    pipeline_commands,
+    review_commands,
+    serving_commands,
+)
 
 log = logging.getLogger("anomalyops")
+# The registries' names, spelled out so that building the parser imports no torch;
+# a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
+DETECTOR_KINDS = ("padim", "patchcore")
+BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
+
+
+def variant_name(value: str) -> str:
+    """argparse type for variant/model names: the one rule in serving/names.py."""
+    from anomalyops.serving.names import InvalidNameError, check_name
+
+    try:
+        return check_name(value)
+    except InvalidNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    settings = {"backbone": args.backbone, "input_size": (args.size, args.size)}
-    if args.standardise:
-        settings["standardise"] = True
+    settings = {"backbone": args.backbone}
+    if args.size is not None:
+        settings["input_size"] = (args.size, args.size)
+    if args.standardise is not None:
+        settings["standardise"] = args.standardise
     if args.detector == "patchcore" and args.coreset is not None:
         settings["coreset_ratio"] = args.coreset
     return settings
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from anomalyops.components.model_dir import ModelOutput
+
+    ModelOutput(args.out, args.force)  # refuse a bad --out before seconds of imports
     from anomalyops.components.train import train
 
     result = train(
@@ -38,6 +62,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.calibration_fraction,
         args.fpr,
         on_error=args.on_error,
+        force=args.force,
     )
     print(f"saved {args.detector} to {result.model_dir}")
     print(f"image {result.image_threshold.summary()}")
@@ -83,6 +108,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from anomalyops.components.report import map_range, overlay
     from anomalyops.components.train import load_trained
     from anomalyops.serving.frame_check import FrameCheck
@@ -145,9 +172,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Path(args.data) if args.data else make_synthetic_dataset(Path(tempfile.mkdtemp()) / "parts")
     )
     print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
-    result = train(
-        data, out / "model", args.detector, _settings(args), args.calibration_fraction, args.fpr
-    )
+    settings = _settings(args)
+    # A demo reruns into the same folder: replacing its own previous model is the point.
+    result = train(data, out / "model", args.detector, settings, args.calibration_fraction,
+                   args.fpr, force=True)  # fmt: skip
     print(f"image {result.image_threshold.summary()}")
     metrics = evaluate(out / "model", data, out / "report.html")
     print(as_table(metrics))
@@ -156,14 +184,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=sorted(DETECTORS), default="patchcore")
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
-    parser.add_argument("--size", type=int, default=256, help="square input size in pixels")
+    parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
+    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="square input size in pixels (default: 256, or tiles near native resolution "
+        "for images over four times that area)",
+    )
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
     parser.add_argument(
         "--standardise",
-        action="store_true",
-        help="standardise each image's intensity (parts lit unevenly)",
+        action=argparse.BooleanOptionalAction,
+        help="standardise each image's intensity (default: on where train/good brightness "
+        "varies by more than 10 %%)",
     )
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     parser.add_argument(
@@ -183,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--data", required=True, help="dataset folder (MVTec AD layout)")
     fit.add_argument("--out", required=True, help="where to save the model")
     fit.add_argument(
+        "--force", action="store_true", help="replace a model already in --out (as a whole)"
+    )
+    fit.add_argument(
         "--on-error",
         choices=["skip", "raise"],
         default="skip",
@@ -199,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--out", required=True, help="where to save the adapted model")
     adapt.add_argument("--views", type=int, default=8, help="augmented views per image")
     adapt.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
-    adapt.add_argument("--backbone", choices=sorted(BACKBONES), default="efficientnet_lite0")
+    adapt.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
     adapt.add_argument("--size", type=int, default=256, help="a new variant's input size")
     adapt.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     adapt.set_defaults(func=cmd_adapt)
@@ -229,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving_commands.add_export(commands)
     pipeline_commands.add_pipeline_commands(commands)
     drift_commands.add_drift_commands(commands)
+    review_commands.add_review_commands(commands)
     return parser
 
 
@@ -238,13 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from anomalyops.components.backbones import WeightsUnavailableError
-    from anomalyops.components.datasets import DatasetError
-
     try:
         return args.func(args)
-    except (DatasetError, WeightsUnavailableError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as error:
+        # Bad input, file-system faults, registry/model errors: one line naming the
+        # file or field (the messages do); the traceback only with --verbose.
+        if args.verbose:
+            log.exception("traceback")
+        print(f"error: {str(error).strip() or type(error).__name__}", file=sys.stderr)
         return 2
 
 

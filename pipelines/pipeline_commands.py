@@ -113,10 +113,16 @@ def _tracking(args: argparse.Namespace, out: Path) -> Iterator[str]:
         server.stop()
 
 
-def _failed(error: Exception, run_dir: Path | None, out: Path) -> int:
-    """Say a local run failed, and where its validation report is when validation stopped it."""
+def _failed(error: Exception, run_dir: Path | None, out: Path, step_error: str | None) -> int:
+    """Say a local run failed, first in the failing step's own words, and where its
+    validation report is when validation stopped it."""
+    from anomalyops.pipelines.step_log import ANSI
+
+    message = ANSI.sub("", str(error))
+    if step_error:
+        message = f"{message}\n{step_error}"
     report = _task_folder(run_dir, "validate") / "report" if run_dir else None
-    print(f"error: pipeline failed: {error}", file=sys.stderr)
+    print(f"error: pipeline failed: {message}", file=sys.stderr)
     if run_dir:
         print(f"step outputs: {run_dir}", file=sys.stderr)
     if report and report.is_file():
@@ -241,17 +247,28 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     if args.host:
         arguments = _pipeline_arguments(args, out, args.tracking_uri, args.triton_repository)
         return _submit(args, module, arguments)
+    from anomalyops.components.registry import unlock
+    from anomalyops.pipelines.process_group import stop_children_on_termination
+    from anomalyops.pipelines.step_log import StepLog
+
     repository = str(Path(args.triton_repository or out / "triton-repository").resolve())
     pipeline_root = out / "kfp"
-    with _tracking(args, out) as tracking_uri:
+    step_log = StepLog(sys.stdout)
+    with stop_children_on_termination(), _tracking(args, out) as tracking_uri:
+        if args.force_unlock:
+            locks, versions = unlock(tracking_uri, args.variant)
+            print(f"force-unlock {args.variant}: removed locks {locks or 'none'}, "
+                  f"rolled back versions {versions or 'none'}")  # fmt: skip
         arguments = _pipeline_arguments(args, out, tracking_uri, repository)
         try:
-            if args.pipeline == "drift":
-                verdict = drift.run_local(arguments, pipeline_root)
-            else:
-                result = module.run_local(arguments, pipeline_root)
+            with contextlib.redirect_stdout(step_log):
+                if args.pipeline == "drift":
+                    verdict = drift.run_local(arguments, pipeline_root)
+                else:
+                    result = module.run_local(arguments, pipeline_root)
         except RuntimeError as error:
-            return _failed(error, training.latest_run(pipeline_root, module.PIPELINE_NAME), out)
+            run_dir = training.latest_run(pipeline_root, module.PIPELINE_NAME)
+            return _failed(error, run_dir, out, step_log.step_error())
         except RegistryError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -311,7 +328,14 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
     """Registry, deploy and cluster options every pipeline run takes."""
-    parser.add_argument("--variant", required=True, help="product variant = registered model")
+    from anomalyops.pipelines.cli import variant_name
+
+    parser.add_argument(
+        "--variant",
+        required=True,
+        type=variant_name,
+        help="product variant = registered model name (lowercase, digits, '-')",
+    )
     parser.add_argument("--host", help="Kubeflow Pipelines endpoint; local run when omitted")
     parser.add_argument(
         "--tracking-uri", help="MLflow server; a local one on OUT/mlflow is started when omitted"
@@ -344,6 +368,12 @@ def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
         default="{}",
         help='InferenceService settings for --deploy-target kserve, e.g. \'{"namespace": '
         '"plant-a", "canary_percent": 10}\' (components/kserve_deploy.KServeSettings)',
+    )
+    parser.add_argument(
+        "--force-unlock",
+        action="store_true",
+        help="first remove the variant's registry lock and roll back half-registered "
+        "versions (only when the run holding it is known to be dead)",
     )
     _add_cluster_options(parser)
 

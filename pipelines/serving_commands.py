@@ -130,10 +130,16 @@ def add_infer(commands: argparse._SubParsersAction) -> None:
 
 
 def add_export(commands: argparse._SubParsersAction) -> None:
+    from anomalyops.pipelines.cli import variant_name
+
     export = commands.add_parser("export", help="export a trained model to ONNX + model.json")
     export.add_argument("--model", required=True, help="directory written by `anomalyops fit`")
     export.add_argument("--out", required=True)
     export.add_argument("--repository", help="also add it to this Triton repository")
-    export.add_argument("--name", help="Triton model name (product variant); with --repository")
+    export.add_argument(
+        "--name",
+        type=variant_name,
+        help="Triton model name (product variant); with --repository",
+    )
     export.add_argument("--flavour", choices=["python", "onnxruntime"], default="python")
     export.set_defaults(func=cmd_export)

@@ -9,7 +9,6 @@ scored gets its own error instead of failing the rest.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -20,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from anomalyops.serving.image_stats import image_statistics
 from anomalyops.serving.imaging import ImageDecodeError, decode_image, resize
+from anomalyops.serving.retries import call_with_retries
 from anomalyops.serving.served_versions import VersionError
 
 if TYPE_CHECKING:
@@ -88,17 +88,12 @@ class TritonClient:
 
     def _call(self, what: str, function, *args, **kwargs):
         """Run a tritonclient call, retrying connection failures with backoff."""
-        for attempt in range(self.retries + 1):
-            try:
-                return function(*args, **kwargs)
-            except Exception as error:
-                if not _retryable(error) or attempt == self.retries:
-                    message = error.message() if hasattr(error, "message") else str(error)
-                    raise InferenceError(f"{what} at {self.url}: {message}") from None
-                delay = self.backoff * 2**attempt
-                log.warning("%s failed (%s); retry %d in %.1f s", what, error, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            return call_with_retries(lambda: function(*args, **kwargs), what,
+                                     self.retries + 1, self.backoff, _retryable, log)  # fmt: skip
+        except Exception as error:
+            message = error.message() if hasattr(error, "message") else str(error)
+            raise InferenceError(f"{what} at {self.url}: {message}") from None
 
     def config(self) -> dict:
         """Triton's config of the model as it is now (a deploy may change it)."""

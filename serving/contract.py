@@ -20,8 +20,15 @@ Schema (format_version 1)::
       "onnx": {"file": "model.onnx", "opset": int, "sha256": str, "external_data": bool},
       "lineage": {"mlflow_run_id": str|null, "registered_model": str|null,
                   "model_version": str|null, "exported_at": ISO-8601 str,
-                  "detector": {...settings as the detector describes itself}}
+                  "detector": {...settings as the detector describes itself}},
+      "resources": {"scratch_bytes_per_image": int, "max_batch_size": int}  # optional
     }
+
+`resources` (optional; absent in older exports, read as {}): the graph's peak scratch
+memory per image (PatchCore's blocked distance matrices) and the largest batch that keeps
+it within budget, which the Triton config uses as `max_batch_size` (default 32). A tiled
+detector needs no other field: its graph takes the whole working-size image (input
+height/width) and tiles inside, so serving sends it exactly as before.
 
 Raw scores are what the graph returns; `normalisation` says how to show them on a common
 scale (score / image_scale: 1.0 is the calibrated threshold). Thresholds stay out of the
@@ -40,6 +47,7 @@ CONTRACT_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
+DEFAULT_MAX_BATCH = 32
 
 
 class ContractError(ValueError):
@@ -59,6 +67,7 @@ class ModelContract:
     onnx: dict[str, Any]
     lineage: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -67,6 +76,11 @@ class ModelContract:
     @property
     def image_threshold(self) -> float:
         return float(self.thresholds["image"]["threshold"])
+
+    @property
+    def max_batch_size(self) -> int:
+        """Triton's max batch: what the export sized from the graph's memory, else 32."""
+        return int(self.resources.get("max_batch_size", DEFAULT_MAX_BATCH))
 
     @property
     def pixel_threshold(self) -> float:
@@ -123,6 +137,10 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
         _require(calibration, "threshold", (int, float), f"{where} thresholds.{level}")
     onnx = _require(body, "onnx", dict, where)
     _require(onnx, "file", str, f"{where} onnx")
+    resources = body.get("resources") or {}
+    batch = resources.get("max_batch_size", DEFAULT_MAX_BATCH) if isinstance(resources, dict) else 0
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ContractError(f"{where}: resources.max_batch_size must be a positive int")
     dataset = body.get("dataset_sha256")
     if dataset is not None and not isinstance(dataset, str):
         raise ContractError(f"{where}: field 'dataset_sha256' must be str or null")
@@ -135,8 +153,29 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
         onnx=onnx,
         lineage=body.get("lineage") or {},
         format_version=version,
+        resources=resources,
         **size,
     )
+
+
+def verify_model_files(directory: str | Path, contract: ModelContract | None = None) -> Path:
+    """The ONNX file of an exported directory, checked against model.json's sha256.
+
+    Called before a model is deployed (repository.add_model): a replaced or damaged
+    model.onnx must not be served under another model's thresholds and lineage.
+    """
+    from anomalyops.serving.checksums import ChecksumError, verify_sha256
+
+    directory = Path(directory)
+    contract = contract or load_contract(directory)
+    onnx_file = directory / contract.onnx["file"]
+    if not onnx_file.is_file():
+        raise ContractError(f"{onnx_file}: missing (named by {directory / CONTRACT_FILE})")
+    try:
+        verify_sha256(onnx_file, contract.onnx.get("sha256"), directory / CONTRACT_FILE)
+    except ChecksumError as error:
+        raise ContractError(str(error)) from None
+    return onnx_file
 
 
 def load_contract(directory: str | Path) -> ModelContract:

@@ -41,19 +41,25 @@ class ImageDecodeError(ValueError):
     """An image that cannot be decoded; the message names its source."""
 
 
+# 16-bit value -> 8-bit value, rounded: (v * 255 + 32767) // 65535.
+_SIXTEEN_TO_EIGHT = ((np.arange(65536, dtype=np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """Any PIL mode (1, L, P, RGBA, CMYK, I;16, I, F, ...) as H×W×3 uint8.
 
-    16-bit grey is scaled by 255/65535 in integers (rounded), never through float64: a
-    16-bit 20-megapixel frame would need 160 MB per copy in float64.
+    16-bit grey is scaled by 255/65535 (rounded) through a lookup table, never through
+    float64 or wide temporaries: a 16-bit 16-megapixel frame costs its 8-bit result only.
     """
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+    if image.mode.startswith("I;16"):
+        return np.repeat(_SIXTEEN_TO_EIGHT[np.asarray(image)][..., None], 3, axis=2)
+    if image.mode in ("I", "F"):
         pixels = np.asarray(image)
         if image.mode == "F":
             pixels = np.rint(np.nan_to_num(pixels, nan=0.0, posinf=65535.0, neginf=0.0))
-        wide = image.mode.startswith("I;16") or pixels.max(initial=0) > 255
-        pixels = np.clip(pixels, 0, 65535 if wide else 255).astype(np.uint32)
-        gray = ((pixels * 255 + 32767) // 65535 if wide else pixels).astype(np.uint8)
+        wide = pixels.max(initial=0) > 255
+        pixels = np.clip(pixels, 0, 65535 if wide else 255).astype(np.uint16)
+        gray = _SIXTEEN_TO_EIGHT[pixels] if wide else pixels.astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_variant_id ON predictions (variant, id);
 CREATE INDEX IF NOT EXISTS predictions_variant_time ON predictions (variant, time);
 CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
+-- a drift check's window of one model version (tests/benchmarks/drift.py: a new champion's
+-- 500 rows under a million older ones took 2.1 s to find without it)
+CREATE INDEX IF NOT EXISTS predictions_variant_version_id
+    ON predictions (variant, model_version, id);
 CREATE TABLE IF NOT EXISTS verdicts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     prediction_id INTEGER NOT NULL REFERENCES predictions (id),

@@ -18,7 +18,6 @@ folders stay for rollback. Two flavours of the same model.onnx:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -28,7 +27,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
-from anomalyops.serving.contract import CONTRACT_FILE, ModelContract, load_contract
+from filelock import FileLock
+
+from anomalyops.serving.contract import (
+    CONTRACT_FILE,
+    ModelContract,
+    load_contract,
+    verify_model_files,
+)
+from anomalyops.serving.names import check_name
 from anomalyops.serving.reference import REFERENCE_FILE
 
 Flavour = Literal["onnxruntime", "python"]
@@ -45,12 +52,13 @@ def model_config(
     contract: ModelContract,
     flavour: Flavour,
     version: int,
-    max_batch_size: int = 32,
+    max_batch_size: int | None = None,
     tensorrt: bool = False,
     queue_delay_us: int = 2000,
     instances: int = 1,
 ) -> str:
-    """config.pbtxt text for one variant serving exactly VERSION (explicit model control)."""
+    """config.pbtxt text for one variant serving exactly VERSION (explicit model control);
+    max batch from the contract unless given."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     if tensorrt and flavour != "onnxruntime":
@@ -70,7 +78,7 @@ def model_config(
         score = 'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] },'
         kind = "KIND_CPU"
     lines += [
-        f"max_batch_size: {max_batch_size}",
+        f"max_batch_size: {max_batch_size or contract.max_batch_size}",
         f"version_policy: {{ specific: {{ versions: [ {version} ] }} }}",
         "input [",
         f'  {{ name: "image" data_type: TYPE_UINT8 dims: {_dims((height, width, channels))} }}',
@@ -118,12 +126,8 @@ def model_lock(repository: str | Path, name: str) -> Iterator[Path]:
     """Hold an exclusive lock on one model of the repository (deploys of a variant queue)."""
     model_dir = Path(repository) / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    with open(model_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield model_dir
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(model_dir / LOCK_FILE):
+        yield model_dir
 
 
 def versions(model_dir: str | Path) -> list[int]:
@@ -211,13 +215,10 @@ def add_model(
     Adding the same model again returns its folder; a different model under a taken
     number is refused. SERVE=False adds the folder without changing what is served.
     """
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"invalid Triton model name {name!r}")
+    check_name(name, "Triton model")
     export_dir = Path(export_dir)
     contract = load_contract(export_dir)
-    onnx_file = export_dir / contract.onnx["file"]
-    if not onnx_file.is_file():
-        raise FileNotFoundError(f"{onnx_file}: missing (named by {export_dir / CONTRACT_FILE})")
+    verify_model_files(export_dir, contract)
     model_dir = Path(repository) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     number = _version_for(contract, model_dir, version)

@@ -12,6 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))
 WELD = REPO / "tests" / "data" / "weld"  # shipped: weld tests never skip
+BOTTLE = DATA / "mvtec_ad" / "bottle"
+MACARONI = DATA / "visa" / "macaroni1"
 
 
 def require(path: Path) -> Path:
@@ -23,6 +25,16 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def weld() -> Path:
     return require(WELD)
+
+
+@pytest.fixture(scope="session")
+def bottle() -> Path:
+    return require(BOTTLE)
+
+
+@pytest.fixture(scope="session")
+def macaroni() -> Path:
+    return require(MACARONI)
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +123,24 @@ def s3_bucket(s3_server, monkeypatch) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; `make browser` installs it
+# No sandbox (CI runs as root); nothing that reaches out of this closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian chromium driven by Playwright (its own browser download fails here)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} absent: run `make browser`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -15,15 +15,28 @@ from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from anomalyops.components.backbones import Backbone, get_spec
+from anomalyops.components.json_files import SHA256, ModelFileError, read_json
+from anomalyops.serving.checksums import file_sha256, verify_sha256
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "detector.json"
 WEIGHTS_FILE = "detector.safetensors"
+CONFIG_SCHEMA = {
+    "type": "object",
+    "required": ["kind", "config", "weights_sha256"],
+    "properties": {
+        "kind": {"type": "string"},
+        "format_version": {"const": FORMAT_VERSION},
+        "config": {"type": "object"},
+        "weights_sha256": SHA256,
+    },
+}
 
 
 class InferenceOutput(NamedTuple):
@@ -66,6 +79,30 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
         if attr in owner._buffers and owner._buffers[attr].shape != tensor.shape:
             owner.register_buffer(attr, torch.empty_like(tensor))
     module.load_state_dict(state)
+
+
+def read_saved(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """detector.json (schema-checked) and the weights it vouches for (sha256, finite).
+
+    Every fault (missing file, wrong JSON shape, truncated or altered weights, NaN in a
+    bank) is a ModelFileError naming the file, raised before any torch model is built.
+    """
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ModelFileError(f"{path}: missing; is {directory} a saved detector?")
+    description = read_json(config_path, CONFIG_SCHEMA)
+    try:
+        verify_sha256(weights_path, description["weights_sha256"], config_path)
+        state = load_file(weights_path)
+    except (ValueError, SafetensorError, OSError) as error:
+        raise ModelFileError(str(error) if str(weights_path) in str(error)
+                             else f"{weights_path}: {error}") from None  # fmt: skip
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{weights_path}: tensor {name} holds NaN or infinite values")
+    return description, state
 
 
 class Detector(ABC):
@@ -149,8 +186,13 @@ class Detector(ABC):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, directory / WEIGHTS_FILE)
-        (directory / CONFIG_FILE).write_text(json.dumps(self.describe(), indent=2))
+        try:
+            save_file(state, directory / WEIGHTS_FILE)
+        except SafetensorError as error:  # its I/O errors (disk full) are no OSError
+            raise OSError(f"{directory / WEIGHTS_FILE}: {error}") from None
+        # The checksum travels in detector.json so a damaged or edited bank fails at load.
+        description = self.describe() | {"weights_sha256": file_sha256(directory / WEIGHTS_FILE)}
+        (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2))
         return directory
 
     @classmethod

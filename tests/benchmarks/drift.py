@@ -135,13 +135,24 @@ def fill(
     for start in range(0, count, batch):
         n = min(batch, count - start)
         scores = rng.normal(44, 2, n)
-        light = rng.normal(155, 30, n)
+        light, spread, focus = (
+            rng.normal(155, 30, n),
+            rng.normal(105, 15, n),
+            rng.normal(400, 100, n),
+        )
         log.write(
             [
                 PredictionRecord(
-                    "weld", float(s), 47.0, "good", float(b), 105.0, 400.0, model_version=version
+                    "weld",
+                    float(s),
+                    47.0,
+                    "good",
+                    float(b),
+                    float(c),
+                    float(f),
+                    model_version=version,
                 )
-                for s, b in zip(scores, light, strict=True)
+                for s, b, c, f in zip(scores, light, spread, focus, strict=True)
             ]
         )
 

@@ -33,6 +33,7 @@ import torch
 from anomalyops.components.augment import Augmentation
 from anomalyops.components.datasets import FolderDataset, load_split
 from anomalyops.components.detectors import create
+from anomalyops.components.detectors.patchcore.search import nearest_distance
 from anomalyops.components.fewshot import FEWSHOT_CORESET, extend_bank
 from anomalyops.components.metrics import auroc
 
@@ -87,8 +88,7 @@ def test_patches(detector, images: np.ndarray) -> np.ndarray:
 def scores(detector, patches: np.ndarray) -> np.ndarray:
     """Image scores as `predict` gives them: each image's largest patch distance to the bank."""
     n, p, d = patches.shape
-    squared, _ = detector.index.search(np.ascontiguousarray(patches.reshape(-1, d)), 1)
-    return np.sqrt(np.maximum(squared[:, 0], 0)).reshape(n, p).max(axis=1)
+    return nearest_distance(detector.index, patches.reshape(-1, d)).reshape(n, p).max(axis=1)
 
 
 def run(name: str, root: Path, cap: int, saved=lambda row: None) -> dict:

@@ -9,26 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_schemas import REPO, require_or_skip
-
-HELM = Path(os.environ.get("ANOMALYOPS_HELM", REPO / ".tools" / "helm"))
-CHART = REPO / "charts" / "anomalyops"
-# Helm's convention (chart-testing): one value set per ci/*-values.yaml; plus the defaults
-# and the example release platform/README.md installs.
-VALUE_FILES = {
-    "default": None,
-    **{
-        p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))
-    },
-    "platform-example": REPO / "platform" / "values" / "anomalyops-example.yaml",
-}
-VALUE_SETS = list(VALUE_FILES)
-
-
-def values_args(value_set: str) -> list[str]:
-    path = VALUE_FILES[value_set]
-    return [] if path is None else ["-f", str(path)]
-
+from chart_values import CHART, HELM, VALUE_SETS, values_args
+from k8s_schemas import require_or_skip
 
 @pytest.fixture(scope="session")
 def helm() -> Callable[..., subprocess.CompletedProcess]:

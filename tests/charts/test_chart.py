@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CHART, VALUE_SETS, values_args
+from chart_values import CHART, VALUE_SETS, values_args
 from k8s_schemas import KSERVE_GROUP, builtin_errors, kserve_errors
 
 PLANT = "plant"  # the namespace the tests render into
@@ -164,27 +164,33 @@ def test_cpu_lines_ask_for_no_gpu_and_run_in_standard_mode(render):
 def test_transformer_serves_the_line_variant_from_the_same_repository(render):
     for line in kinds(render("gpu"), "InferenceService"):
         variant = line["metadata"]["labels"]["anomalyops.io/variant"]
-        storage = line["spec"]["predictor"]["model"]["storageUri"].rstrip("/")
+        storage = line["spec"]["predictor"]["model"]["storageUri"]
         transformer = line["spec"]["transformer"]
-        assert transformer["storageUris"] == [
-            {"uri": f"{storage}/{variant}", "mountPath": "/mnt/models"}
+        assert transformer["storageUris"] == [  # the whole repository, as Triton's
+            {"uri": storage, "mountPath": "/mnt/models"}
         ]
         (container,) = transformer["containers"]
         assert container["command"] == ["python", "-m", "anomalyops.serving.transformer"]
         assert f"--model_name={variant}" in container["args"]
-        assert "--model_dir=/mnt/models" in container["args"]
+        assert "--model_repository=/mnt/models" in container["args"]
+        assert "--bind_address=0.0.0.0" in container["args"]
         claim = transformer["volumes"][0]["persistentVolumeClaim"]["claimName"]
         assert claim == f"rel-anomalyops-{line['metadata']['name']}-predictions"
 
 
-def test_the_transformer_accepts_the_flags_chart_and_kserve_pass():
+def test_the_transformer_accepts_the_flags_chart_and_kserve_pass(render):
     """The chart's and KServe's flags exist in serving/transformer.py's own parser."""
     result = subprocess.run(
         [sys.executable, "-m", "anomalyops.serving.transformer", "--help"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for flag in ("--model_name", "--model_dir", "--log_db", "--predictor_host", "--http_port"):
+    chart_flags = {
+        arg.split("=")[0]
+        for line in kinds(render("gpu"), "InferenceService")
+        for arg in line["spec"]["transformer"]["containers"][0]["args"]
+    }
+    for flag in chart_flags | {"--predictor_host", "--http_port"}:
         assert flag in result.stdout
 
 
@@ -316,8 +322,13 @@ def test_drift_cronjob_per_line_reads_that_line_log(render):
     assert pod["serviceAccountName"] == "rel-anomalyops-monitor"
     (container,) = pod["containers"]
     assert container["command"] == ["anomalyops"]
-    assert container["args"] == ["drift", "check", "--variant", "weld", "--window", "24h"]
     env = {e["name"]: e.get("value") for e in container["env"]}
+    log_db = env["ANOMALYOPS_PREDICTION_LOG"]
+    assert container["args"] == [
+        "drift", "check", "--variant", "weld", "--log-db", log_db,
+        "--tracking-uri", env["MLFLOW_TRACKING_URI"], "--out",
+        log_db.rsplit("/", 1)[0] + "/drift", "--window", "2000",
+    ]  # fmt: skip
     assert (
         env["MLFLOW_TRACKING_URI"] == f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000"
     )
@@ -331,7 +342,8 @@ def test_drift_cronjob_per_line_reads_that_line_log(render):
 
 def test_ingress_caps_body_size_in_front_of_each_line(render):
     objects = render("gpu")
-    ingresses = {i["metadata"]["name"]: i for i in kinds(objects, "Ingress")}
+    ingresses = {i["metadata"]["name"]: i for i in kinds(objects, "Ingress")
+                 if not i["metadata"]["name"].endswith("-review")}  # fmt: skip
     assert set(ingresses) == {
         f"{line}-{part}" for line in ("weld-line-1", "tile-line-2")
         for part in ("transformer", "predictor")
@@ -351,7 +363,8 @@ def test_ingress_caps_body_size_in_front_of_each_line(render):
     assert weld["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "plants-tls"}]
     capped = render("gpu", "--set", "ingress.maxBodySize=4m")
     assert {i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
-            for i in kinds(capped, "Ingress")} == {"4m"}  # fmt: skip
+            for i in kinds(capped, "Ingress")
+            if not i["metadata"]["name"].endswith("-review")} == {"4m"}  # fmt: skip
     standard = kinds(render("cpu"), "Ingress")
     assert standard and all(
         "nginx.ingress.kubernetes.io/upstream-vhost" not in i["metadata"]["annotations"]
@@ -370,3 +383,27 @@ def test_helm_test_hook_checks_mlflow_and_every_line(render):
         f"http://tile-line-2-transformer.{PLANT}.svc.cluster.local/v1/models/tile",
         f"http://tile-line-2-predictor.{PLANT}.svc.cluster.local/v2/models/tile/ready",
     ]
+
+
+def test_review_page_per_line_reads_that_line_log_behind_the_ingress(render):
+    objects = render("gpu")
+    for line in kinds(objects, "InferenceService"):
+        name = f"rel-anomalyops-{line['metadata']['name']}-review"
+        deployment = named(objects, "Deployment", name)
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        variant = line["metadata"]["labels"]["anomalyops.io/variant"]
+        transformer_log = next(
+            a for a in line["spec"]["transformer"]["containers"][0]["args"]
+            if a.startswith("--log_db=")
+        ).split("=", 1)[1]  # fmt: skip
+        assert container["args"][:2] == ["review", "serve"]
+        assert f"--log-db={transformer_log}" in container["args"]
+        assert f"--variant={variant}" in container["args"]
+        assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == (
+            line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        )
+        assert not pod["automountServiceAccountToken"]  # it needs no Kubernetes API
+        ingress = named(objects, "Ingress", name)
+        (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+        assert path["path"].startswith("/review") and path["backend"]["service"]["name"] == name

@@ -84,3 +84,39 @@ def test_synthetic_defects_have_masks(tmp_path):
     root = make_synthetic_dataset(tmp_path / "d", train=2, test_good=1, test_defect=2, size=64)
     test = FolderDataset(root).load_test((64, 64), progress=False)
     assert test.labels.sum() == 4 and all(test.masks[test.labels == 1].reshape(4, -1).any(1))
+
+
+def test_every_common_format_and_16_bit_mask_is_read(tmp_path):
+    # A plant's folder: JPEG, BMP, TIFF and 16-bit PNG images, a 16-bit TIFF mask.
+    root = tmp_path / "plant"
+    for folder in ("train/good", "test/good", "test/dent", "ground_truth/dent"):
+        (root / folder).mkdir(parents=True)
+    grey = np.full((40, 60), 120, dtype=np.uint8)
+    Image.fromarray(grey).convert("RGB").save(root / "train/good/a.jpg", quality=95)
+    Image.fromarray(grey).save(root / "train/good/b.bmp")
+    Image.fromarray(grey).save(root / "train/good/c.tiff")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(root / "train/good/d.png")
+    Image.fromarray(grey).save(root / "test/good/e.jpeg")
+    Image.fromarray(grey).save(root / "test/dent/f.tif")
+    mask = np.zeros((40, 60), dtype=np.uint16)
+    mask[10:20, 5:15] = 65535
+    Image.fromarray(mask).save(root / "ground_truth/dent/f_mask.tif")
+    dataset = FolderDataset(root)
+    train = dataset.load_train((40, 60), progress=False)
+    assert [p.rsplit("/", 1)[1] for p in train.paths] == ["a.jpg", "b.bmp", "c.tiff", "d.png"]
+    assert np.abs(train.images.astype(int) - 120).max() <= 2
+    test = dataset.load_test((40, 60), progress=False)
+    assert test.masks[test.labels == 1].sum() == 100 and not test.masks[test.labels == 0].any()
+
+
+def test_pasted_defects_change_only_their_masks(weld_splits):
+    from anomalyops.components.synthetic import paste_defects
+
+    good = weld_splits[0].images[:8]
+    pasted, masks = paste_defects(good, seed=3)
+    assert pasted.shape == good.shape and masks.shape == good.shape[:3]
+    assert (pasted[~masks] == good[~masks]).all()
+    share = masks.reshape(8, -1).mean(1)
+    assert ((share > 0.0005) & (share < 0.02)).all()
+    changed = (pasted != good).any(-1)
+    assert all(changed[i][masks[i]].mean() > 0.5 for i in range(8))

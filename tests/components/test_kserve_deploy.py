@@ -117,6 +117,28 @@ def test_a_revision_that_never_gets_ready_is_rolled_back(kube, api):
     ]
 
 
+def test_the_charts_transformer_follows_the_repository_and_back(kube, api):
+    """The chart's transformer mounts the same repository (each version's model.json)."""
+    settings = KServeSettings(**FAST | {"ready_timeout_s": 1.0})
+    mount = {"uri": "s3://models/cap/v1", "mountPath": "/mnt/models"}
+    with FakeKServe(api, NAMESPACE, "cap", healthy=lambda uri: not uri.endswith("broken")):
+        rollout(api, settings, "cap", "s3://models/cap/v1", log=lambda _: None)
+        transformer = {"containers": [{"name": "kserve-container", "image": "t"}],
+                       "storageUris": [mount]}  # fmt: skip
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, "cap", {"spec": {"transformer": transformer}}
+        )
+        rollout(api, settings, "cap", "s3://models/cap/v2", log=lambda _: None)
+        assert fetch(api, "cap")["spec"]["transformer"]["storageUris"] == [
+            mount | {"uri": "s3://models/cap/v2"}
+        ]
+        with pytest.raises(RolloutError, match="rolled back to s3://models/cap/v2"):
+            rollout(api, settings, "cap", "s3://models/cap/broken", log=lambda _: None)
+    final = fetch(api, "cap")["spec"]
+    assert final["predictor"]["model"]["storageUri"] == "s3://models/cap/v2"
+    assert final["transformer"]["storageUris"] == [mount | {"uri": "s3://models/cap/v2"}]
+
+
 def test_a_new_line_that_never_gets_ready_fails_clearly(api):
     settings = KServeSettings(**FAST | {"ready_timeout_s": 0.5})
     with (

@@ -37,3 +37,21 @@ def test_evaluate_reports_metrics_and_html(trained, weld, tmp_path):
     assert 0 < metrics["aupro"] <= 1
     text = report.read_text()
     assert "image_auroc" in text and text.count("data:image/png;base64") >= 10
+
+
+def test_skipped_test_image_changes_the_evaluation_set(trained, weld, tmp_path):
+    import shutil
+
+    data = tmp_path / "weld"
+    shutil.copytree(weld, data)
+    full = evaluate(trained.model_dir, data, progress=False)
+    extra = data / "test" / "good" / "zz_unreadable.png"
+    extra.write_bytes(b"\x89PNG broken")  # an extra unreadable file: the same images count
+    same = evaluate(trained.model_dir, data, progress=False)
+    assert same["test_skipped"] == 1
+    assert same["eval_dataset_sha256"] == full["eval_dataset_sha256"]
+    victim = sorted((data / "test" / "defective").glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])  # a test image the champion was scored on
+    partial = evaluate(trained.model_dir, data, progress=False)
+    assert partial["test_skipped"] == 2 and partial["test_images"] == full["test_images"] - 1
+    assert partial["eval_dataset_sha256"] != full["eval_dataset_sha256"]

@@ -114,3 +114,29 @@ def test_helpers():
 
     ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
     assert dhash(ramp) == "f" * 16 and dhash(ramp[:, ::-1]) == "0" * 16
+
+
+def test_degenerate_images_are_hard_failures_by_default(good, tmp_path):
+    Image.new("L", (1, 1), 128).save(good / "zz_1x1.png")
+    Image.new("L", (400, 256), 0).save(good / "zz_black.png")  # a dead camera
+    (good / "zz_folder.png").mkdir()  # not a file at all
+    with pytest.raises(ValidationError) as caught:
+        validate(good.parent.parent, tmp_path / "out")
+    hard = findings(caught.value.report, "hard_failures")
+    assert hard["min_size"] == ["zz_1x1.png"]
+    assert "zz_1x1.png" in hard["size_far_outliers"]
+    assert hard["blank"] == ["zz_1x1.png", "zz_black.png"]
+    assert "zz_black.png" in hard["sharpness_far_outliers"]
+    assert hard["decodes"] == ["zz_folder.png"]
+    assert "zz_folder.png: not a readable file" in json.dumps(caught.value.report.manifest)
+
+
+def test_fit_refuses_a_1x1_training_image(weld, tmp_path, capsys):
+    from anomalyops.pipelines.cli import main
+
+    good = copy_good(weld, tmp_path / "weld", limit=12)
+    Image.new("L", (1, 1), 128).save(good / "zz_1x1.png")
+    assert main(["fit", "--data", str(good.parent.parent), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "zz_1x1.png (1x1 px < 32)" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
+
+
+@contextlib.contextmanager
+def _serve(app, **config) -> Iterator[str]:
+    import uvicorn
+
+    from anomalyops.serving.triton import free_port
+
+    port = free_port()
+    settings = {"host": "127.0.0.1", "port": port, "log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, **settings))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def web_server():
+    """`with web_server(app, **uvicorn_config) as url:` serves an app with the real uvicorn."""
+    return _serve
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +57,7 @@ def python_repository(weld_export, tmp_path_factory):
     from anomalyops.serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("triton") / "repository"
-    return build_repository(repo, {"weld": weld_export, "weld_line2": weld_export}, "python")
+    return build_repository(repo, {"weld": weld_export, "weld-line2": weld_export}, "python")
 
 
 @pytest.fixture(scope="session")

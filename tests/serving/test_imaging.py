@@ -60,3 +60,50 @@ def test_decompression_bomb_is_refused():
 def test_load_image_resizes_to_model_input():
     pixels = load_image(encode(Image.new("RGB", (400, 120), (9, 9, 9))), (256, 256))
     assert pixels.shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_common_formats_decode_alike(fmt, mode):
+    gradient = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (16, 1))
+    image = Image.fromarray(gradient).convert(mode)
+    pixels = decode_image(encode(image, fmt))
+    tolerance = 0 if fmt in ("PNG", "BMP", "TIFF") else 6  # JPEG and WebP are lossy
+    assert pixels.shape == (16, 64, 3) and pixels.dtype == np.uint8
+    assert np.abs(pixels.astype(int) - gradient[..., None]).max() <= tolerance
+
+
+def test_16_bit_tiff_and_32_bit_integer_grey_scale_by_range():
+    values = np.array([[0, 257, 65535]], dtype=np.uint16)
+    assert decode_image(encode(Image.fromarray(values), "TIFF"))[0, :, 0].tolist() == [0, 1, 255]
+    wide = Image.fromarray(np.array([[0, 1000, 65535]], dtype=np.int32), mode="I")
+    assert decode_image(encode(wide, "TIFF"))[0, :, 0].tolist() == [0, 4, 255]
+
+
+def _png_rgb16(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG written by hand: PIL cannot write one."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows)),
+            chunk(b"IEND", b""),
+        ]
+    )
+
+
+def test_16_bit_rgb_png_keeps_its_colours():
+    pixels = np.zeros((2, 3, 3), dtype=np.uint16)
+    pixels[..., 0], pixels[..., 2] = 65535, 32896
+    decoded = decode_image(_png_rgb16(pixels))
+    assert decoded[..., 0].min() == 255 and decoded[..., 1].max() == 0
+    assert abs(int(decoded[0, 0, 2]) - 128) <= 1

@@ -40,7 +40,7 @@ def test_triton_scores_like_onnxruntime(triton, weld_export, weld_images):
     expected_map, expected = ort.InferenceSession(str(weld_export / "model.onnx")).run(
         None, {"image": weld_images}
     )
-    for model in ("weld", "weld_line2"):  # two variants in one repository
+    for model in ("weld", "weld-line2"):  # two variants in one repository
         result = _infer(triton.url, model, weld_images)
         np.testing.assert_allclose(result.as_numpy("score")[:, 0], expected, rtol=1e-5)
         np.testing.assert_allclose(result.as_numpy("anomaly_map"), expected_map, atol=1e-4)

@@ -16,16 +16,21 @@ from anomalyops.components.detectors.base import (
     InferenceOutput,
     batches,
 )
+from anomalyops.components.detectors.patchcore.search import build_index, nearest_distance
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
-from anomalyops.components.sampler import greedy_coreset
+from anomalyops.components.detectors.tiling import tile_grid
+from anomalyops.components.sampler import CHUNK_SIZE, greedy_coreset
 
 
 @dataclass
 class PatchCoreConfig(DetectorConfig):
     strides: tuple[int, ...] = (8, 16)  # backbone stages whose features are stacked
-    coreset_ratio: float = 0.01  # 10 % scores no better here and searches 10x slower
+    coreset_ratio: float = 0.01
     projection_dim: int = 64
-    coreset_chunk: int = 8192
+    coreset_chunk: int = CHUNK_SIZE
+    search: str = "auto"  # "exact", "hnsw", or "auto" (search.resolve says which)
+    tile_size: tuple[int, int] | None = None  # None: the whole input_size is one tile
+    tile_overlap: float = 0.25  # share of a tile its neighbours see too
 
 
 class PatchCore(Detector):
@@ -47,7 +52,8 @@ class PatchCore(Detector):
     def build_model(self, weights: str) -> PatchCoreModel:
         config = self.config
         backbone = Backbone(config.backbone, config.strides, weights, config.standardise)
-        return PatchCoreModel(backbone, config.input_size, config.sigma)
+        grid = tile_grid(config.input_size, config.tile_size, config.tile_overlap)
+        return PatchCoreModel(backbone, grid, config.sigma)
 
     @torch.inference_mode()
     def _patches(self, images: np.ndarray, progress: bool) -> torch.Tensor:
@@ -87,20 +93,14 @@ class PatchCore(Detector):
 
     @property
     def index(self) -> faiss.Index:
-        """Exact L2 index over the bank; on the GPU when faiss and CUDA allow it."""
+        """faiss index over the bank (config.search; built on first use after a fit)."""
         if self._index is None:
-            bank = self.model.memory_bank.numpy().astype(np.float32)
-            index = faiss.IndexFlatL2(bank.shape[1])
-            if torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources"):
-                index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-            index.add(bank)
-            self._index = index
+            self._index = build_index(self.model.memory_bank.numpy(), self.config.search)
         return self._index
 
     def infer(self, batch: torch.Tensor) -> InferenceOutput:
         embedding = self.model.embed(batch)
         n, d, h, w = embedding.shape
-        patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).contiguous().numpy()
-        squared, _ = self.index.search(patches, 1)
-        distances = torch.from_numpy(squared[:, 0]).clamp_min(0).sqrt()
+        patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
+        distances = torch.from_numpy(nearest_distance(self.index, patches))
         return self.model.outputs(distances.reshape(n, 1, h, w))

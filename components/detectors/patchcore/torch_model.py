@@ -9,21 +9,32 @@ from torch import nn
 from anomalyops.components.backbones import Backbone
 from anomalyops.components.detectors.anomaly_map import AnomalyMap
 from anomalyops.components.detectors.base import InferenceOutput
+from anomalyops.components.detectors.tiling import TileGrid, crop, stitch
+
+# Bank entries per distance block in the exported graph: the graph never holds more than
+# patches × SCORE_CHUNK distances per image, whatever the bank size.
+SCORE_CHUNK = 2048
+# What one image's distance blocks may take (three live patches × SCORE_CHUNK float32
+# matrices: product, sum, and the block being reduced); Triton's max batch follows.
+BATCH_SCRATCH_BYTES = 1 << 30
+MAX_BATCH = 32
 
 
 class PatchCoreModel(nn.Module):
     """Locally aware patch features, nearest-neighbour distance to a memory bank."""
 
-    def __init__(self, backbone: Backbone, input_size: tuple[int, int], sigma: float) -> None:
+    def __init__(self, backbone: Backbone, grid: TileGrid, sigma: float) -> None:
         super().__init__()
         self.backbone = backbone
-        self.anomaly_map = AnomalyMap(input_size, sigma)
+        self.grid = grid
+        self.anomaly_map = AnomalyMap(grid.image, sigma)
         self.feature_dim = sum(backbone.channels)
         self.register_buffer("memory_bank", torch.zeros(0, self.feature_dim))
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 N×H×W×3 → N×D×h×w: 3×3-neighbourhood averages of each layer, stacked."""
-        features = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in self.backbone(images)]
+        """uint8 N×H×W×3 → (N·T)×D×h×w per tile: 3×3-neighbourhood averages, stacked."""
+        tiles = crop(images, self.grid)
+        features = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in self.backbone(tiles)]
         size = features[0].shape[-2:]
         features = [features[0]] + [
             F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]
@@ -31,19 +42,34 @@ class PatchCoreModel(nn.Module):
         return torch.cat(features, dim=1)
 
     def outputs(self, patch_scores: torch.Tensor) -> InferenceOutput:
-        """N×1×h×w patch distances → anomaly map and image score (the largest distance)."""
-        return InferenceOutput(self.anomaly_map(patch_scores), patch_scores.amax(dim=(1, 2, 3)))
+        """(N·T)×1×h×w tile patch distances → anomaly map and image score (the maximum)."""
+        stitched = stitch(patch_scores, self.grid, self.backbone.strides[0])
+        return InferenceOutput(self.anomaly_map(stitched), stitched.amax(dim=(1, 2, 3)))
+
+    def patches_per_image(self) -> int:
+        height, width = self.grid.tile
+        stride = self.backbone.strides[0]
+        return self.grid.count * (height // stride) * (width // stride)
+
+    def scratch_bytes_per_image(self) -> int:
+        """Peak bytes of the exported graph's distance blocks for one image."""
+        return 3 * self.patches_per_image() * min(SCORE_CHUNK, len(self.memory_bank)) * 4
+
+    def max_batch_size(self) -> int:
+        """Images per batch whose distance blocks fit in BATCH_SCRATCH_BYTES (1 to 32)."""
+        return max(1, min(MAX_BATCH, BATCH_SCRATCH_BYTES // self.scratch_bytes_per_image()))
 
     def forward(self, images: torch.Tensor) -> InferenceOutput:
-        """Nearest-neighbour search as matrix products, so it runs on any ONNX backend."""
+        """Exact nearest-neighbour distances as blocked matrix products with a running
+        minimum, so any ONNX backend runs it in memory bounded by SCORE_CHUNK."""
         embedding = self.embed(images)
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        bank = self.memory_bank
-        squared = (
-            (patches * patches).sum(-1, keepdim=True)
-            - 2 * patches @ bank.T
-            + (bank * bank).sum(-1).unsqueeze(0).unsqueeze(0)
-        )
-        distances = squared.amin(-1).clamp_min(0).sqrt()
+        norms = (patches * patches).sum(-1, keepdim=True)
+        nearest = None
+        for block in self.memory_bank.split(SCORE_CHUNK):
+            squared = norms - 2 * patches @ block.T + (block * block).sum(-1)
+            closest = squared.amin(-1)
+            nearest = closest if nearest is None else torch.minimum(nearest, closest)
+        distances = nearest.clamp_min(0).sqrt()
         return self.outputs(distances.reshape(n, 1, h, w))

@@ -1,0 +1,31 @@
+"""Settings decided from train/good alone: tiling from native size, standardisation from
+how much the good images' brightness varies."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalyops.components.detectors.auto import auto_settings, image_statistics
+
+
+def train_paths(root) -> list:
+    return sorted((root / "train" / "good").iterdir())
+
+
+def test_real_datasets_get_the_settings_their_images_call_for(macaroni, bottle, weld):
+    decided = auto_settings("patchcore", train_paths(macaroni), {})
+    assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256)}
+    assert auto_settings("patchcore", train_paths(bottle), {}) == {"standardise": False}
+    assert auto_settings("padim", train_paths(weld), {}) == {"standardise": True}
+
+
+def test_explicit_settings_win(tmp_path):
+    paths = []
+    for i, level in enumerate((40, 200)):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((1200, 1200), level, dtype=np.uint8)).save(paths[-1])
+    assert image_statistics(paths)["brightness_spread"] == pytest.approx(160 / 240)
+    decided = auto_settings("patchcore", paths, {"standardise": False, "input_size": (256, 256)})
+    assert decided == {"standardise": False, "input_size": (256, 256)}
+    with pytest.raises(ValueError, match="at least one"):
+        auto_settings("patchcore", [], {})
