@@ -82,4 +82,4 @@ def test_tiled_export_scores_like_the_detector_and_sizes_the_batch(tiled, tmp_pa
     per_image = detector.model.scratch_bytes_per_image()
     assert contract.resources["scratch_bytes_per_image"] == per_image
     assert contract.max_batch_size == min(32, (1 << 30) // per_image)
-    assert f"max_batch_size: {contract.max_batch_size}" in model_config("m", contract, "python")
+    assert f"max_batch_size: {contract.max_batch_size}" in model_config("m", contract, "python", 1)
