@@ -1,6 +1,7 @@
 """Validate Kubernetes objects without a cluster (shared by the chart and deploy tests).
 
-KServe kinds are checked against the real CRD schemas in ../shared/k8s/crds, made strict:
+KServe kinds are checked against the real CRD schemas (shipped in tests/data/k8s/crds,
+unmodified, Apache-2.0, see its README), made strict:
 a CRD marks unknown fields only by their absence from `properties`, so every object schema
 that lists properties and does not set x-kubernetes-preserve-unknown-fields gets
 `additionalProperties: false`, and a misspelt field such as `storageURI` fails. Built-in
@@ -24,7 +25,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_K8S = Path(os.environ.get("ANOMALYOPS_K8S_SCHEMAS", REPO.parent / "shared" / "k8s"))
+SHARED_K8S = Path(os.environ.get("ANOMALYOPS_K8S_SCHEMAS", REPO / "tests" / "data" / "k8s"))
 CRD_DIR = SHARED_K8S / "crds"
 # The oldest Kubernetes the chart supports that kubernetes-validate ships schemas for.
 KUBERNETES_VERSION = "1.32.0"
