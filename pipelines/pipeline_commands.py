@@ -391,8 +391,7 @@ def _add_retraining_options(parser: argparse.ArgumentParser, new_good_help: str)
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     """Register `pipeline run training|retraining|drift` and `pipeline compile`."""
-    from anomalyops.components.backbones import BACKBONES
-    from anomalyops.pipelines.cli import _add_model_options
+    from anomalyops.pipelines.cli import BACKBONE_NAMES, _add_model_options
     from anomalyops.pipelines.drift_commands import add_settings_options
 
     pipeline = commands.add_parser("pipeline", help="run or compile Kubeflow pipelines")
@@ -429,7 +428,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
                                      "(flat or MVTec layout) or bucket URI")  # fmt: skip
     retrain.add_argument(
         "--backbone",
-        choices=sorted(BACKBONES),
+        choices=BACKBONE_NAMES,
         default="efficientnet_lite0",
         help="a new variant's backbone (a champion keeps its own)",
     )

@@ -22,7 +22,7 @@ def timed(*args: str) -> tuple[float, subprocess.CompletedProcess]:
     ("args", "code", "expected"),
     [
         (["--help"], 0, "pipeline"),
-        (["pipeline", "run", "--help"], 0, "--force-unlock"),
+        (["pipeline", "run", "training", "--help"], 0, "--force-unlock"),
         (["fit", "--data", "x"], 2, "--out"),
         (["pipeline", "run", "training", "--variant", 'weld"2'], 2, "lowercase letters"),
         (["export", "--model", "m", "--out", "o", "--name", "../../x"], 2, "'../../x' is invalid"),
