@@ -110,13 +110,13 @@ def deploy_step(
         served = served_version(model_dir)
         if str(served) == version and not triton_url:
             return result(True, f"{variant} v{version} already deployed", version)
-        with tempfile.TemporaryDirectory(prefix="anomalyops-deploy-") as scratch:
-            export_dir = download_export(decision["tracking_uri"], decision["run_id"], scratch)
-            _check_lineage(export_dir, variant, version, decision["run_id"])
-            version_dir = add_model(repository, variant, export_dir, flavour, serve=False)
-        try:
+        try:  # whatever fails (integrity, copy, load), the served version stays champion
+            with tempfile.TemporaryDirectory(prefix="anomalyops-deploy-") as scratch:
+                export_dir = download_export(decision["tracking_uri"], decision["run_id"], scratch)
+                _check_lineage(export_dir, variant, version, decision["run_id"])
+                version_dir = add_model(repository, variant, export_dir, flavour, serve=False)
             switch_version(repository, variant, int(version_dir.name), triton_url or None)
-        except ModelControlError as error:
+        except (ModelControlError, ContractError, OSError) as error:
             undo = "no champion to fall back to"
             if served is not None:
                 set_champion(decision["tracking_uri"], variant, str(served))

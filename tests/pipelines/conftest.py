@@ -10,8 +10,9 @@ SIZE = 128  # small input keeps the pipeline runs short on the shared CPU
 @pytest.fixture
 def champion(weld, tmp_path):
     """weld v1 trained, registered and deployed (in-process steps, real MLflow server)."""
+    from anomalyops.components.datasets import FolderDataset
     from anomalyops.components.export import export
-    from anomalyops.components.registry import LocalServer, evaluation_set_hash, register
+    from anomalyops.components.registry import LocalServer, register
     from anomalyops.components.steps.deploy import deploy_step
     from anomalyops.components.train import train
 
@@ -19,8 +20,9 @@ def champion(weld, tmp_path):
     train(weld, model, settings={"input_size": (SIZE, SIZE)}, progress=False)
     export(model, tmp_path / "v1-export")
     with LocalServer(tmp_path / "mlflow") as server:
+        test_split = FolderDataset(weld).content_hash(("test", "ground_truth"))
         decision = register(model, {"image_auroc": 0.97, "false_positive_rate": 0.0}, "weld",
-                            server.uri, eval_dataset_sha256=evaluation_set_hash(weld),
+                            server.uri, eval_dataset_sha256=test_split,
                             export_dir=tmp_path / "v1-export")  # fmt: skip
         assert decision.promoted
         deploy_step(decision.to_dict(), str(tmp_path / "repository"))

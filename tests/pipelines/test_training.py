@@ -81,7 +81,7 @@ def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys, request, 
     # The step's own error, not only "Inner task failed": its type, check and file.
     assert "ValidationError:" in err and "decodes (every file decodes):" in err
     assert "broken.png" in err.split("validation report:")[0]
-    report = Path(err.split("validation report: ")[1].strip())
+    report = Path(err.split("validation report: ")[1].splitlines()[0].strip())
     page = report.read_text()
     assert "FAILED" in page and "broken.png" in page and "min_images" in page
     assert not list(out.glob("kfp/*/train-component"))

@@ -8,6 +8,7 @@ serves v1 again.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
@@ -19,6 +20,7 @@ import tritonclient.http as triton_http
 from anomalyops.components.registry import LocalServer, champion_version, register
 from anomalyops.components.steps.deploy import DeployError, deploy_step
 from anomalyops.pipelines.cli import main
+from anomalyops.serving.checksums import file_sha256
 from anomalyops.serving.contract import load_contract
 from anomalyops.serving.imaging import load_image
 from anomalyops.serving.repository import served_version
@@ -87,6 +89,10 @@ def test_deploy_switches_what_triton_serves_and_rollback_returns(
     corrupt = tmp_path / "corrupt"
     shutil.copytree(trained[1] / "export", corrupt)
     (corrupt / "model.onnx").write_bytes(b"not an onnx graph" * 100)
+    # Checksum kept consistent, so the file reaches Triton and fails to load there.
+    contract = json.loads((corrupt / "model.json").read_text())
+    contract["onnx"]["sha256"] = file_sha256(corrupt / "model.onnx")
+    (corrupt / "model.json").write_text(json.dumps(contract))
     repository = tmp_path / "repository"
 
     with LocalServer(tmp_path / "mlflow") as registry:
