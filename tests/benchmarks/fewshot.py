@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from detectors import DATASETS  # the benchmark datasets, one list (run as a script)
 
 from anomalyops.components.augment import Augmentation
 from anomalyops.components.datasets import FolderDataset, load_split
@@ -38,14 +39,6 @@ from anomalyops.components.fewshot import FEWSHOT_CORESET, extend_bank
 from anomalyops.components.metrics import auroc
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[1].parent / "shared" / "data"
-DATASETS = {
-    "bottle": DATA / "mvtec_ad" / "bottle",
-    "tile": DATA / "magnetic_tile" / "tile",
-    "weld": DATA / "battery_weld" / "weld",
-    "transistor": DATA / "mvtec_ad" / "transistor",
-    "macaroni1": DATA / "visa" / "macaroni1",
-}
 SHOTS = (1, 2, 4, 8, 16)
 DRAWS = 3
 SIZE = (256, 256)  # the default detector's input: macaroni1's 1500×1000 is downscaled
