@@ -61,6 +61,11 @@ class DetectorConfig:
     standardise: bool = False  # per-image intensity standardisation before the backbone
 
 
+# Backbone inputs (tiles) per forward pass on the CPU: more falls out of the caches and
+# runs slower per image (EfficientNet-Lite0 at 256²: 17 ms/tile at 4, 30 ms at 8).
+TILES_PER_BATCH = 4
+
+
 def batches(images: np.ndarray, size: int, desc: str, progress: bool):
     """uint8 tensors of at most `size` images, with a progress bar over images."""
     bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress)
@@ -141,6 +146,12 @@ class Detector(ABC):
     def backbone(self) -> Backbone:
         return self.model.backbone
 
+    @property
+    def batch_size(self) -> int:
+        """Images per in-process forward pass: TILES_PER_BATCH tiles, at least one image."""
+        grid = getattr(self.model, "grid", None)
+        return max(1, TILES_PER_BATCH // (grid.count if grid else 1))
+
     def check_images(self, images: np.ndarray) -> None:
         expected = (*self.config.input_size, 3)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.dtype != np.uint8:
@@ -155,14 +166,14 @@ class Detector(ABC):
 
     @torch.inference_mode()
     def predict(
-        self, images: np.ndarray, batch_size: int = 8, progress: bool = False
+        self, images: np.ndarray, batch_size: int | None = None, progress: bool = False
     ) -> Prediction:
         """Scores (higher = more anomalous) and anomaly maps at the input size."""
         if not self.fitted:
             raise RuntimeError(f"{self.kind} is not fitted: call fit() or load() first")
         self.check_images(images)
         scores, maps = [], []
-        for batch in batches(images, batch_size, "predict", progress):
+        for batch in batches(images, batch_size or self.batch_size, "predict", progress):
             output = self.infer(batch)
             scores.append(output.score.numpy())
             maps.append(output.anomaly_map[:, 0].numpy())

@@ -81,7 +81,7 @@ def test_patches(detector, images: np.ndarray) -> np.ndarray:
 def scores(detector, patches: np.ndarray) -> np.ndarray:
     """Image scores as `predict` gives them: each image's largest patch distance to the bank."""
     n, p, d = patches.shape
-    return nearest_distance(detector.index, patches.reshape(-1, d)).reshape(n, p).max(axis=1)
+    return nearest_distance(detector.index, patches.reshape(-1, d), n).reshape(n, p).max(axis=1)
 
 
 def run(name: str, root: Path, cap: int, saved=lambda row: None) -> dict:

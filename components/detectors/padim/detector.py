@@ -38,7 +38,7 @@ class PaDiM(Detector):
         # Sums of shifted features in float32: shifting by the first batch's mean keeps
         # the covariance free of cancellation without float64's cost.
         shift, total, outer, count = None, 0, 0, 0
-        for batch in batches(images, 8, "extract features", progress):
+        for batch in batches(images, self.batch_size, "extract features", progress):
             embedding = self.model.embed(batch)
             n, d, h, w = embedding.shape
             x = embedding.reshape(n, d, h * w).permute(2, 0, 1).contiguous()  # P×n×d

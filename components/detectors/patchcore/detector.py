@@ -59,7 +59,7 @@ class PatchCore(Detector):
     def _patches(self, images: np.ndarray, progress: bool) -> torch.Tensor:
         self.check_images(images)
         chunks = []
-        for batch in batches(images, 8, "extract features", progress):
+        for batch in batches(images, self.batch_size, "extract features", progress):
             embedding = self.model.embed(batch)
             chunks.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
         return torch.cat(chunks)
@@ -102,5 +102,5 @@ class PatchCore(Detector):
         embedding = self.model.embed(batch)
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
-        distances = torch.from_numpy(nearest_distance(self.index, patches))
+        distances = torch.from_numpy(nearest_distance(self.index, patches, groups=n))
         return self.model.outputs(distances.reshape(n, 1, h, w))
