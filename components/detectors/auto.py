@@ -23,8 +23,9 @@ LIGHTING_SPREAD = 0.1
 SAMPLE = 64  # images read for the statistics (evenly spread over the set)
 
 
-def image_statistics(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """Median native (height, width) and the spread of per-image brightness."""
+def training_set_statistics(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Median native (height, width) and the spread of per-image brightness over a sample
+    of training files: what the rules read (serving.image_stats measures single frames)."""
     if not paths:
         raise ValueError("auto settings need at least one training image")
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(SAMPLE, len(paths))).astype(int)]
@@ -46,7 +47,7 @@ def auto_settings(
 ) -> dict[str, Any]:
     """`settings` with what the user left out decided from the training images."""
     decided = dict(settings)
-    stats = image_statistics(paths)
+    stats = training_set_statistics(paths)
     decided.setdefault("standardise", stats["brightness_spread"] > LIGHTING_SPREAD)
     if kind == "patchcore" and "input_size" not in settings and "tile_size" not in settings:
         size = working_size(stats["native_size"])

@@ -65,7 +65,7 @@ def full_shot(name: str, root: Path, test) -> tuple[float, str]:
     saved = HERE / "results" / f"detectors-{name}.json"
     if saved.is_file():
         for row in json.loads(saved.read_text())["rows"]:
-            if row["detector"] == "patchcore 1%":
+            if row["variant"] == "default":
                 return row["image_auroc"], f"{saved.name} (full test split)"
     train = FolderDataset(root).load_train(SIZE, "skip", progress=False)
     detector = create("patchcore").fit(train.images, progress=False)

@@ -5,57 +5,21 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from drift_log import log_rows, make_reference
 
 from anomalyops.components.drift_reference import champion_reference, local_reference
 from anomalyops.components.registry import LocalServer, RegistryError
 from anomalyops.components.steps.drift import drift_step, report_html
-from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
-from anomalyops.serving.reference import Reference, ReferenceError
+from anomalyops.serving.reference import ReferenceError
 
 SETTINGS = {"window": 200, "min_samples": 150}
-
-
-def make_reference(folder: Path, seed: int = 0) -> Reference:
-    rng = np.random.default_rng(seed)
-    reference = Reference(
-        scores=list(rng.normal(40, 2, 20)),
-        statistics={
-            "brightness": list(rng.normal(150, 10, 40)),
-            "contrast": list(rng.normal(50, 5, 40)),
-            "sharpness": list(np.exp(rng.normal(6, 0.3, 40))),
-        },
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    reference.save(folder)
-    return reference
-
-
-def fill(log_db: Path, n: int, version: str, brightness: float = 150.0) -> None:
-    rng = np.random.default_rng(1)
-    with PredictionLog(log_db) as log:
-        log.write(
-            [
-                PredictionRecord(
-                    "weld",
-                    float(rng.normal(40, 2)),
-                    46.0,
-                    "good",
-                    float(rng.normal(brightness, 10)),
-                    float(rng.normal(50, 5)),
-                    float(np.exp(rng.normal(6, 0.3))),
-                    model_version=version,
-                )
-                for _ in range(n)
-            ]
-        )
 
 
 def test_step_on_a_local_reference_and_its_errors(tmp_path):
     make_reference(tmp_path / "export")
     log_db = tmp_path / "log.db"
-    fill(log_db, 200, "5", brightness=120.0)  # much darker than the reference
+    log_rows(log_db, 200, "5", brightness=120.0)  # much darker than the reference
     verdict = drift_step(
         "weld",
         str(log_db),
@@ -108,8 +72,8 @@ def test_champion_reference_comes_from_the_registry(tmp_path):
         assert source.reference.scores == make_reference(tmp_path / "again", seed=3).scores
 
         log_db = tmp_path / "log.db"
-        fill(log_db, 100, "1", brightness=90.0)  # the old champion's rows: left out
-        fill(log_db, 200, "2")
+        log_rows(log_db, 100, "1", brightness=90.0)  # the old champion's rows: left out
+        log_rows(log_db, 200, "2")
         verdict = drift_step(
             "weld", str(log_db), str(tmp_path / "drift"), tracking_uri=server.uri, settings=SETTINGS
         )

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
+from drift_log import log_rows, make_reference
 
 from anomalyops.pipelines.cli import main
 from anomalyops.pipelines.drift_commands import duration
 from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
-from anomalyops.serving.reference import Reference
 
 
 def test_duration():
@@ -21,34 +20,8 @@ def test_duration():
 
 
 def test_drift_check_prints_where_and_exits_by_verdict(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    Reference(
-        scores=list(rng.normal(40, 2, 20)),
-        statistics={
-            "brightness": list(rng.normal(150, 10, 40)),
-            "contrast": list(rng.normal(50, 5, 40)),
-            "sharpness": list(np.exp(rng.normal(6, 0.3, 40))),
-        },
-    ).save(tmp_path)
+    make_reference(tmp_path)
     log_db, out = tmp_path / "log.db", tmp_path / "drift"
-
-    def log_rows(n: int, brightness: float) -> None:
-        with PredictionLog(log_db) as log:
-            log.write(
-                [
-                    PredictionRecord(
-                        "weld",
-                        float(rng.normal(40, 2)),
-                        46.0,
-                        "good",
-                        float(rng.normal(brightness, 10)),
-                        float(rng.normal(50, 5)),
-                        float(np.exp(rng.normal(6, 0.3))),
-                        model_version="4",
-                    )
-                    for _ in range(n)
-                ]
-            )
 
     check = [
         "drift",
@@ -68,14 +41,14 @@ def test_drift_check_prints_where_and_exits_by_verdict(tmp_path, capsys):
         "--min-samples",
         "150",
     ]
-    log_rows(50, 150.0)
+    log_rows(log_db, 50, "4", seed=1)
     assert main(check) == 0
     assert "INSUFFICIENT DATA" in capsys.readouterr().out
-    log_rows(200, 150.0)
+    log_rows(log_db, 200, "4", seed=2)
     assert main(check) == 0
     printed = capsys.readouterr().out
     assert "NO DRIFT" in printed and "report: " in printed and "brightness" in printed
-    log_rows(200, 125.0)
+    log_rows(log_db, 200, "4", brightness=125.0, seed=3)
     assert main(check) == 1  # drifting
     printed = capsys.readouterr().out
     assert "weld: DRIFT:" in printed and "alert raised" in printed

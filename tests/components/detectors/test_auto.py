@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalyops.components.detectors.auto import auto_settings, image_statistics
+from anomalyops.components.detectors.auto import auto_settings, training_set_statistics
 
 
 def train_paths(root) -> list:
@@ -24,7 +24,7 @@ def test_explicit_settings_win(tmp_path):
     for i, level in enumerate((40, 200)):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(np.full((1200, 1200), level, dtype=np.uint8)).save(paths[-1])
-    assert image_statistics(paths)["brightness_spread"] == pytest.approx(160 / 240)
+    assert training_set_statistics(paths)["brightness_spread"] == pytest.approx(160 / 240)
     decided = auto_settings("patchcore", paths, {"standardise": False, "input_size": (256, 256)})
     assert decided == {"standardise": False, "input_size": (256, 256)}
     with pytest.raises(ValueError, match="at least one"):
