@@ -1,10 +1,12 @@
-"""tests/k8s_schemas.py itself: strictness where the CRD allows it, and objects built with
-the kserve SDK's models (as the deploy step builds them) validate against the real CRDs."""
+"""tests/k8s_schemas.py itself: strictness where the CRD allows it, and the object the deploy
+step builds with the kserve SDK's models validates against the real CRDs."""
 
 from __future__ import annotations
 
 import pytest
 from k8s_schemas import K8sSchemaError, kserve_errors, strict, validate
+
+from anomalyops.components.kserve_deploy import KServeSettings, inference_service
 
 
 def test_strict_closes_listed_objects_but_not_open_ones():
@@ -25,31 +27,12 @@ def test_strict_closes_listed_objects_but_not_open_ones():
     assert "additionalProperties" not in schema  # the input is left alone
 
 
-def sdk_inference_service(storage_uri_field: str = "storage_uri") -> dict:
-    from kserve import (
-        V1beta1InferenceService,
-        V1beta1InferenceServiceSpec,
-        V1beta1ModelFormat,
-        V1beta1ModelSpec,
-        V1beta1PredictorSpec,
-    )
-    from kubernetes.client import ApiClient, V1ObjectMeta
-
-    model = V1beta1ModelSpec(
-        model_format=V1beta1ModelFormat(name="triton"),
-        runtime="anomalyops-triton",
-        protocol_version="v2",
-        **{storage_uri_field: "s3://anomalyops/triton/weld-line-1"},
-    )
-    isvc = V1beta1InferenceService(
-        api_version="serving.kserve.io/v1beta1",
-        kind="InferenceService",
-        metadata=V1ObjectMeta(name="weld-line-1", namespace="plant"),
-        spec=V1beta1InferenceServiceSpec(
-            predictor=V1beta1PredictorSpec(model=model, canary_traffic_percent=10)
-        ),
-    )
-    return ApiClient().sanitize_for_serialization(isvc)
+def sdk_inference_service() -> dict:
+    """What the deploy step sends, with a canary share as its patch adds."""
+    settings = KServeSettings(namespace="plant", resources={"limits": {"nvidia.com/gpu": 1}})
+    obj = inference_service(settings, "weld-line-1", "s3://anomalyops/triton/weld-line-1")
+    obj["spec"]["predictor"]["canaryTrafficPercent"] = 10
+    return obj
 
 
 def test_an_inference_service_built_with_the_kserve_sdk_validates():
