@@ -11,6 +11,7 @@ import torch
 
 from anomalyops.components.backbones import Backbone
 from anomalyops.components.detectors.base import (
+    TILES_PER_BATCH,
     Detector,
     DetectorConfig,
     InferenceOutput,
@@ -60,7 +61,7 @@ class PatchCore(Detector):
         self.check_images(images)
         chunks = []
         for batch in batches(images, self.batch_size, "extract features", progress):
-            embedding = self.model.embed(batch)
+            embedding = self.model.embed(batch, TILES_PER_BATCH)
             chunks.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
         return torch.cat(chunks)
 
@@ -99,7 +100,7 @@ class PatchCore(Detector):
         return self._index
 
     def infer(self, batch: torch.Tensor) -> InferenceOutput:
-        embedding = self.model.embed(batch)
+        embedding = self.model.embed(batch, TILES_PER_BATCH)
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
         distances = torch.from_numpy(nearest_distance(self.index, patches, groups=n))

@@ -31,9 +31,17 @@ class PatchCoreModel(nn.Module):
         self.feature_dim = sum(backbone.channels)
         self.register_buffer("memory_bank", torch.zeros(0, self.feature_dim))
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 N×H×W×3 → (N·T)×D×h×w per tile: 3×3-neighbourhood averages, stacked."""
+    def embed(self, images: torch.Tensor, tiles_per_pass: int | None = None) -> torch.Tensor:
+        """uint8 N×H×W×3 → (N·T)×D×h×w per tile: 3×3-neighbourhood averages, stacked.
+
+        In process the backbone may take `tiles_per_pass` tiles at a time (CPU caches);
+        the exported graph takes them all at once.
+        """
         tiles = crop(images, self.grid)
+        chunks = tiles.split(tiles_per_pass) if tiles_per_pass else (tiles,)
+        return torch.cat([self._tile_features(chunk) for chunk in chunks])
+
+    def _tile_features(self, tiles: torch.Tensor) -> torch.Tensor:
         features = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in self.backbone(tiles)]
         size = features[0].shape[-2:]
         features = [features[0]] + [
