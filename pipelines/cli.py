@@ -192,7 +192,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="square input size in pixels (default: 256, or tiles near native resolution "
         "for images over four times that area)",
     )
-    parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.01)")
+    parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.1)")
     parser.add_argument(
         "--standardise",
         action=argparse.BooleanOptionalAction,

@@ -6,7 +6,7 @@ For each dataset in ../shared/data, k training images are drawn at random (3 dra
 seeds 0-2), a new PatchCore bank is built from their augmented views exactly as
 `anomalyops adapt` builds a new variant (components/fewshot.py), and image AUROC is
 measured on the test split; the median of the 3 draws is reported. Full-shot is the
-default PatchCore (1 % coreset) on all of train/good, read from
+default PatchCore (10 % coreset) on all of train/good, read from
 results/detectors-<dataset>.json where the detector benchmark measured it, else fitted
 here. The test split is capped (stratified, seed 0) to keep the run bounded on 2 shared
 cores. Writes results/fewshot.json and results/fewshot.md after every dataset, so an

@@ -26,7 +26,10 @@ from anomalyops.components.sampler import CHUNK_SIZE, greedy_coreset
 @dataclass
 class PatchCoreConfig(DetectorConfig):
     strides: tuple[int, ...] = (8, 16)  # backbone stages whose features are stacked
-    coreset_ratio: float = 0.01
+    # 10 %, as the PatchCore paper and anomalib: validation AUROC rose on magnetic_tile
+    # (+2.1 image, +0.7 pixel) and weld (+2.1 image) against 1 %, which existed only while
+    # exact search over a larger bank was too slow (HNSW now answers in ~log(bank) steps).
+    coreset_ratio: float = 0.1
     projection_dim: int = 64
     coreset_chunk: int = CHUNK_SIZE
     search: str = "auto"  # "exact", "hnsw", or "auto" (search.resolve says which)
