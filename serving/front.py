@@ -165,13 +165,16 @@ class Front:
             return _refusal(refused.status, str(refused))
         headers = {k: v for k, v in request.headers.items()
                    if k in ("Content-Type", BINARY_HEADER)}  # fmt: skip
+        # What the plant accepts, else nothing: aiohttp would ask for gzip by default, and
+        # Triton compressing every answer cost ~17 ms a 256² request (direct: 14 ms).
+        headers["Accept-Encoding"] = request.headers.get("Accept-Encoding", "identity")
         try:
             async with self._session.request(
                 request.method, f"{self.target}{request.path_qs}", data=body, headers=headers
             ) as answer:
                 payload = await answer.read()
                 keep = {k: v for k, v in answer.headers.items()
-                        if k in ("Content-Type", BINARY_HEADER)}  # fmt: skip
+                        if k in ("Content-Type", "Content-Encoding", BINARY_HEADER)}  # fmt: skip
                 return web.Response(body=payload, status=answer.status, headers=keep)
         except aiohttp.ClientError:
             return _refusal(503, "Triton is not answering (restarting?); retry shortly")
@@ -180,7 +183,7 @@ class Front:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=600),
             connector=aiohttp.TCPConnector(limit=256),
-            auto_decompress=True,
+            auto_decompress=False,  # answers pass through as Triton encoded them
         )
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)

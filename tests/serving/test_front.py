@@ -84,7 +84,8 @@ def test_good_requests_pass_unchanged(triton, front, weld):
         client = triton_http.InferenceServerClient(url)
         tensor = triton_http.InferInput("image", list(image.shape), "UINT8")
         tensor.set_data_from_numpy(image)  # binary tensor extension
-        scores[name] = client.infer("weld", [tensor], request_compression_algorithm="gzip")
+        scores[name] = client.infer("weld", [tensor], request_compression_algorithm="gzip",
+                                    response_compression_algorithm="gzip")  # fmt: skip
         client.close()
     front_score, direct_score = (scores[k].as_numpy("score") for k in ("front", "direct"))
     np.testing.assert_array_equal(front_score, direct_score)
@@ -94,6 +95,12 @@ def test_good_requests_pass_unchanged(triton, front, weld):
     as_json = httpx.post(f"http://{front.url}/v2/models/weld/infer", content=json.dumps(body),
                          timeout=60)  # fmt: skip
     assert as_json.status_code == 200
+    # Triton compresses only what the plant asked for (httpx asks gzip; the front passes
+    # the answer through encoded), never on the front's own account.
+    assert as_json.headers["content-encoding"] == "gzip"
+    plain = httpx.post(f"http://{front.url}/v2/models/weld/infer", content=json.dumps(body),
+                       headers={"Accept-Encoding": "identity"}, timeout=60)  # fmt: skip
+    assert "content-encoding" not in plain.headers and plain.json() == as_json.json()
     score = {o["name"]: o["data"] for o in as_json.json()["outputs"]}["score"][0]
     assert score == pytest.approx(float(scores["direct"].as_numpy("score")[0, 0]), rel=1e-6)
     client = triton_http.InferenceServerClient(front.url)
