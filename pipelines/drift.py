@@ -15,6 +15,7 @@ from pathlib import Path
 from kfp import dsl
 
 from anomalyops.components.steps.drift import alert_component, drift_component
+from anomalyops.pipelines import kfp_runs
 from anomalyops.pipelines.cluster_settings import ClusterSettings
 from anomalyops.pipelines.retraining import build_pipeline as build_retraining
 
@@ -86,31 +87,17 @@ drift_pipeline = build_pipeline()
 
 def compile_pipeline(path: str | Path = COMPILED, settings: ClusterSettings | None = None) -> Path:
     """Write the pipeline as KFP YAML; the committed copy is this with default settings."""
-    from kfp import compiler
-
-    compiler.Compiler().compile(build_pipeline(settings), str(path))
-    return Path(path)
+    return kfp_runs.compile_to(build_pipeline, path, settings)
 
 
 def run_local(arguments: dict, pipeline_root: str | Path) -> dict:
     """Run through kfp.local (subprocesses of this interpreter); the drift verdict."""
     import json
-    import warnings
 
-    from kfp import local
-
-    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-    warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
-    local.init(runner=local.SubprocessRunner(use_venv=False),
-               pipeline_root=str(Path(pipeline_root).resolve()))  # fmt: skip
+    kfp_runs.init_local(pipeline_root)
     return json.loads(drift_pipeline(**arguments).output)
 
 
 def submit(arguments: dict, host: str, settings: ClusterSettings | None = None) -> str:
     """Submit to a Kubeflow Pipelines endpoint with kfp.Client; returns the run id."""
-    import kfp
-
-    run = kfp.Client(host=host).create_run_from_pipeline_func(
-        build_pipeline(settings), arguments=arguments, experiment_name="anomalyops"
-    )
-    return run.run_id
+    return kfp_runs.submit(build_pipeline, arguments, host, settings)

@@ -22,6 +22,7 @@ from anomalyops.components.steps.deploy import deploy_component
 from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.validate import validate_component
+from anomalyops.pipelines import kfp_runs
 from anomalyops.pipelines.cluster_settings import ClusterSettings
 
 PIPELINE_NAME = "anomalyops-retraining"
@@ -112,10 +113,7 @@ retraining_pipeline = build_pipeline()
 
 def compile_pipeline(path: str | Path = COMPILED, settings: ClusterSettings | None = None) -> Path:
     """Write the pipeline as KFP YAML; the committed copy is this with default settings."""
-    from kfp import compiler
-
-    compiler.Compiler().compile(build_pipeline(settings), str(path))
-    return Path(path)
+    return kfp_runs.compile_to(build_pipeline, path, settings)
 
 
 def run_local(arguments: dict, pipeline_root: str | Path):
@@ -127,9 +125,4 @@ def run_local(arguments: dict, pipeline_root: str | Path):
 
 def submit(arguments: dict, host: str, settings: ClusterSettings | None = None) -> str:
     """Submit to a Kubeflow Pipelines endpoint with kfp.Client; returns the run id."""
-    import kfp
-
-    run = kfp.Client(host=host).create_run_from_pipeline_func(
-        build_pipeline(settings), arguments=arguments, experiment_name="anomalyops"
-    )
-    return run.run_id
+    return kfp_runs.submit(build_pipeline, arguments, host, settings)

@@ -16,7 +16,6 @@ GPUs: cluster_settings.py.
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.train import train_component
 from anomalyops.components.steps.validate import validate_component
+from anomalyops.pipelines import kfp_runs
 from anomalyops.pipelines.cluster_settings import ClusterSettings
 
 PIPELINE_NAME = "anomalyops-training"
@@ -107,10 +107,7 @@ training_pipeline = build_pipeline()
 
 def compile_pipeline(path: str | Path = COMPILED, settings: ClusterSettings | None = None) -> Path:
     """Write the pipeline as KFP YAML (IR); the committed copy is this with default settings."""
-    from kfp import compiler
-
-    compiler.Compiler().compile(build_pipeline(settings), str(path))
-    return Path(path)
+    return kfp_runs.compile_to(build_pipeline, path, settings)
 
 
 @dataclass
@@ -135,14 +132,7 @@ def run_local(
 
     PIPELINE must end in the deploy step's output. Raises if any step fails.
     """
-    from kfp import local
-
-    # The steps run in this interpreter, which has the package IMAGE would provide.
-    warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-    # Resources and GPUs shape cluster pods (cluster_settings.py); locally they do nothing.
-    warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
-    pipeline_root = Path(pipeline_root).resolve()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    pipeline_root = kfp_runs.init_local(pipeline_root)
     started = time.perf_counter()
     task = (pipeline or training_pipeline)(**arguments)
     seconds = time.perf_counter() - started
@@ -158,10 +148,4 @@ def submit(
     experiment: str = "anomalyops",
 ) -> str:
     """Submit to a Kubeflow Pipelines endpoint with kfp.Client; returns the run id."""
-    import kfp
-
-    client = kfp.Client(host=host)
-    run = client.create_run_from_pipeline_func(
-        build_pipeline(settings), arguments=arguments, experiment_name=experiment
-    )
-    return run.run_id
+    return kfp_runs.submit(build_pipeline, arguments, host, settings, experiment)
