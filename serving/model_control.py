@@ -26,6 +26,7 @@ from anomalyops.serving.repository import (
     set_served,
     write_atomically,
 )
+from anomalyops.serving.triton import control_headers
 
 
 class ModelControlError(RuntimeError):
@@ -38,11 +39,11 @@ def _client(url: str, timeout: float) -> triton_http.InferenceServerClient:
     )
 
 
-def load(url: str, name: str, timeout: float = 600.0) -> None:
-    """Ask Triton to (re)load NAME from its repository; raises with Triton's reason."""
+def load(url: str, name: str, repository: str | Path, timeout: float = 600.0) -> None:
+    """Ask Triton to (re)load NAME from REPOSITORY (whose token it needs); raises with why."""
     client = _client(url, timeout)
     try:
-        client.load_model(name)
+        client.load_model(name, headers=control_headers(repository))
     except InferenceServerException as error:
         raise ModelControlError(f"Triton at {url} could not load {name!r}: "
                                 f"{error.message().splitlines()[0]}") from None  # fmt: skip
@@ -84,7 +85,7 @@ def switch_version(repository: str | Path, name: str, version: int,
     set_served(model_dir, version)
     if triton_url:
         try:
-            load(triton_url, name)
+            load(triton_url, name, repository)
             answered = probe(triton_url, name, model_dir / str(version))
             if answered != str(version):
                 raise ModelControlError(f"{name!r} answered as version {answered}, not {version}")
@@ -96,7 +97,7 @@ def switch_version(repository: str | Path, name: str, version: int,
                     write_atomically(path, text)
             if previous is not None:
                 with contextlib.suppress(ModelControlError):
-                    load(triton_url, name)
+                    load(triton_url, name, repository)
             keeps = f"version {previous} keeps serving" if previous else "nothing was served"
             raise ModelControlError(
                 f"{name} version {version} not served ({error}); {keeps}"

@@ -8,7 +8,13 @@ config.pbtxt: the version that config names (serving/repository.py), so what is 
 survives a restart. `serve` supervises it: a Triton that dies is reported (exit code or
 signal, and its last log lines) and restarted with backoff; SIGTERM/SIGINT/SIGHUP stop
 Triton's whole process group; and Triton gets SIGTERM if `serve` itself is killed.
-Plants reach it through serving/front.py, never directly.
+Plants reach it through serving/front.py, never directly. Triton's gRPC endpoint is off
+(nothing here speaks it), and on its HTTP port the model-control, logging, trace,
+shared-memory and statistics APIs answer only requests that carry the header
+`CONTROL_HEADER` with the token `serve` writes, owner-readable only, to the repository's
+`CONTROL_TOKEN_FILE` (Triton's `--http-restricted-api`): whoever can write the
+repository can change what is served anyway, so deploy and rollback read the token from
+there, and a plant, which never sees the repository, cannot load or unload a model.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import ctypes
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +45,33 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _NOISE = re.compile(r"^\s*\d+# |^I\d{4} ")
+CONTROL_HEADER = "anomalyops-model-control"
+CONTROL_TOKEN_FILE = ".model-control-token"
+_RESTRICTED = "model-repository,logging,trace,shared-memory,statistics"
+
+
+def control_headers(repository: str | Path) -> dict[str, str]:
+    """The header deploy and rollback send with model control; empty when none was written."""
+    path = Path(repository) / CONTROL_TOKEN_FILE
+    return {CONTROL_HEADER: path.read_text().strip()} if path.is_file() else {}
+
+
+def _write_token(repository: Path) -> str:
+    """A fresh token in REPOSITORY/CONTROL_TOKEN_FILE, mode 0600 from its creation on."""
+    token = secrets.token_urlsafe(32)
+    staged = repository / f"{CONTROL_TOKEN_FILE}.{os.getpid()}.tmp"
+    try:
+        staged.unlink(missing_ok=True)
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(token)
+        os.replace(staged, repository / CONTROL_TOKEN_FILE)
+    except OSError as error:
+        raise RuntimeError(
+            f"{repository / CONTROL_TOKEN_FILE}: cannot write the model-control "
+            f"token ({error.strerror}); serve needs a writable repository"
+        ) from None
+    return token
 
 
 class TritonUnavailableError(RuntimeError):
@@ -117,6 +151,7 @@ class TritonServer:
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen | None = None
+        self._token = ""
         self._workdir: Path | None = None
         self._log = None
 
@@ -151,8 +186,8 @@ class TritonServer:
             f"--backend-directory={backends}",
             "--http-address=127.0.0.1",
             f"--http-port={self.http_port}",
-            "--grpc-address=127.0.0.1",
-            f"--grpc-port={free_port()}",
+            "--allow-grpc=false",
+            f"--http-restricted-api={_RESTRICTED}:{CONTROL_HEADER}={self._token}",
             "--model-control-mode=explicit",
             *(f"--load-model={name}" for name in served_models(self.repository)),
             "--allow-metrics=false",
@@ -172,6 +207,7 @@ class TritonServer:
 
     def start(self) -> TritonServer:
         require_free_port(self.http_port, "Triton HTTP")
+        self._token = self._token or _write_token(self.repository)
         command, env = self._command_and_env()
         log_path = self.log_path or self._workdir / "tritonserver.log"
         self.log_path = log_path
@@ -272,8 +308,9 @@ def serve(
         _say(f"serving {server.repository} ({', '.join(served_models(server.repository))})\n"
              f"  plants: http://{front.url} (front: body <= {front.limits.max_body} bytes, "
              f"JSON depth <= {front.limits.max_depth}, shapes checked)\n"
-             f"  model control (deploy/rollback --triton-url; keep private): "
-             f"http://{server.url}\n  Triton log: {server.log_path}")  # fmt: skip
+             f"  model control (deploy/rollback --triton-url; token in "
+             f"{server.repository / CONTROL_TOKEN_FILE}): http://{server.url}\n"
+             f"  Triton log: {server.log_path}")  # fmt: skip
         delay, since = 1.0, time.monotonic()
         while not stop.wait(0.5):
             if server.process.poll() is None:
