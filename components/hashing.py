@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from anomalyops.serving.checksums import file_sha256
+from anomalyops.serving.contract.checksums import file_sha256
 
 __all__ = ["file_sha256", "files_sha256"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from kfp import dsl
 
 from anomalyops.components.steps.drift import alert_component, drift_component
-from anomalyops.pipelines import kfp_runs
 from anomalyops.pipelines.cluster_settings import ClusterSettings
 from anomalyops.pipelines.retraining import build_pipeline as build_retraining
+from anomalyops.pipelines.runner import kfp_runs
 
 PIPELINE_NAME = "anomalyops-drift"
 COMPILED = Path(__file__).with_name("drift.yaml")

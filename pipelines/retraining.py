@@ -2,9 +2,9 @@
 
 A variant's production changed (new supplier, lighting, fixture) or a new variant
 starts: k new good images (1 to 16) extend the champion's memory bank instead of a
-retraining from scratch (components/fewshot.py). Reviewed false alarms join those
+retraining from scratch (components/training/fewshot.py). Reviewed false alarms join those
 normal images, confirmed defects the evaluation set, and the champion is measured on
-the same set as the challenger (components/challenge.py), so the register step's gate
+the same set as the challenger (components/evaluation/challenge.py), so the register step's gate
 decides like with like and deploy serves the winner (with `triton_url`, a running
 Triton loads it at once). Runs through `kfp.local` like the
 training pipeline; the compiled YAML beside this file is what a cluster runs.
@@ -22,8 +22,8 @@ from anomalyops.components.steps.deploy import deploy_component
 from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.validate import validate_component
-from anomalyops.pipelines import kfp_runs
 from anomalyops.pipelines.cluster_settings import ClusterSettings
+from anomalyops.pipelines.runner import kfp_runs
 
 PIPELINE_NAME = "anomalyops-retraining"
 COMPILED = Path(__file__).with_name("retraining.yaml")

@@ -27,8 +27,8 @@ from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.train import train_component
 from anomalyops.components.steps.validate import validate_component
-from anomalyops.pipelines import kfp_runs
 from anomalyops.pipelines.cluster_settings import ClusterSettings
+from anomalyops.pipelines.runner import kfp_runs
 
 PIPELINE_NAME = "anomalyops-training"
 COMPILED = Path(__file__).with_name("training.yaml")

@@ -39,7 +39,7 @@ def macaroni() -> Path:
 
 @pytest.fixture(scope="session")
 def weld_splits(weld):
-    from anomalyops.components.datasets import FolderDataset
+    from anomalyops.components.data.datasets import FolderDataset
 
     dataset = FolderDataset(weld)
     return dataset.load_train((256, 256), progress=False), dataset.load_test(
@@ -50,7 +50,7 @@ def weld_splits(weld):
 @pytest.fixture(scope="session")
 def triton_server():
     """`with triton_server(repository) as server:` runs the real bundled Triton on it."""
-    from anomalyops.serving.triton import TritonServer, triton_venv
+    from anomalyops.serving.triton.server import TritonServer, triton_venv
 
     if not (triton_venv() / "bin" / "python").exists():
         pytest.skip(f"Triton environment {triton_venv()} absent: run `make triton-venv`")
@@ -75,7 +75,7 @@ def s3_server():
     import time
     import urllib.request
 
-    from anomalyops.serving.triton import free_port
+    from anomalyops.serving.triton.server import free_port
 
     executable = Path(sys.executable).with_name("moto_server")
     if not executable.exists() and shutil.which("moto_server") is None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
-from anomalyops.serving.reference import Reference
+from anomalyops.serving.contract.reference import Reference
+from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
 
 
 def make_reference(folder: Path, seed: int = 0) -> Reference:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from k8s_schemas import K8sSchemaError, kserve_errors, strict, validate
 
-from anomalyops.components.kserve_deploy import KServeSettings, inference_service
+from anomalyops.components.deploy.kserve import KServeSettings, inference_service
 
 
 def test_strict_closes_listed_objects_but_not_open_ones():

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from anomalyops.components.detectors.tiling import working_size
-from anomalyops.serving.imaging import decode_image, resize
+from anomalyops.serving.images.decode import decode_image, resize
 
 LIGHTING_SPREAD = 0.1
 SAMPLE = 64  # images read for the statistics (evenly spread over the set)

@@ -20,9 +20,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from anomalyops.components.backbones import Backbone, get_spec
+from anomalyops.components.detectors.backbones import Backbone, get_spec
 from anomalyops.components.json_files import SHA256, ModelFileError, read_json
-from anomalyops.serving.checksums import file_sha256, verify_sha256
+from anomalyops.serving.contract.checksums import file_sha256, verify_sha256
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "detector.json"

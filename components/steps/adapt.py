@@ -1,12 +1,12 @@
-"""Adapt step: few-shot adaptation (components/fewshot.py) as a component."""
+"""Adapt step: few-shot adaptation (components/training/fewshot.py) as a component."""
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 import json
 
 from kfp.dsl import Dataset, Input, Model, Output
 
-from anomalyops.components.fewshot import AdaptResult
 from anomalyops.components.steps import component
+from anomalyops.components.training.fewshot import AdaptResult
 
 
 def adapt_step(
@@ -20,9 +20,9 @@ def adapt_step(
 ) -> AdaptResult:
     """Extend BASE_DIR (or start a new variant when empty) with DATA's good images and the
     reviewed false alarms in FEEDBACK_DIR."""
-    from anomalyops.components.augment import Augmentation
-    from anomalyops.components.feedback import NORMAL, feedback_images
-    from anomalyops.components.fewshot import adapt, normal_samples
+    from anomalyops.components.data.augment import Augmentation
+    from anomalyops.components.data.feedback import NORMAL, feedback_images
+    from anomalyops.components.training.fewshot import adapt, normal_samples
 
     normal = [s.path for s in normal_samples(data)] + feedback_images(feedback_dir, NORMAL)
     return adapt(

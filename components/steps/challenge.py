@@ -1,6 +1,6 @@
 """Challenge step: the retrained model and the champion on one evaluation set.
 
-See components/challenge.py for what the set holds. The champion's version is re-tagged
+See components/evaluation/challenge.py for what the set holds. The champion's version is re-tagged
 with its metrics on this set, so the register step's gate compares like with like.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from anomalyops.components.challenge import Challenge
+from anomalyops.components.evaluation.challenge import Challenge
 from anomalyops.components.steps import component
 
 
@@ -27,12 +27,12 @@ def challenge_step(
     maps_dir: str,
 ) -> Challenge:
     """Score both models; record the champion's numbers on this set in the registry."""
-    from anomalyops.components.challenge import challenge
-    from anomalyops.components.feedback import DEFECTS, NORMAL, feedback_images
-    from anomalyops.components.fewshot import normal_samples
-    from anomalyops.components.registry import record_evaluation
+    from anomalyops.components.data.feedback import DEFECTS, NORMAL, feedback_images
+    from anomalyops.components.data.storage import download
+    from anomalyops.components.evaluation.challenge import challenge
+    from anomalyops.components.registry.registry import record_evaluation
     from anomalyops.components.steps.evaluate import sample_maps
-    from anomalyops.components.storage import download
+    from anomalyops.components.training.fewshot import normal_samples
 
     new_good = [s.path for s in normal_samples(data)] + feedback_images(feedback_dir, NORMAL)
     Path(maps_dir).mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 The champion's trained model folder comes from the registry (a new variant has none),
 and reviewed predictions from the prediction log: false alarms (normal images) and
-confirmed defects (evaluation images), see components/feedback.py.
+confirmed defects (evaluation images), see components/data/feedback.py.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -19,8 +19,8 @@ def collect_step(
     variant: str, tracking_uri: str, prediction_log: str, base_dir: str, feedback_dir: str
 ) -> dict:
     """Fill BASE_DIR with the champion's model and FEEDBACK_DIR with reviewed images."""
-    from anomalyops.components.feedback import collect_feedback
-    from anomalyops.components.registry import download_champion_model
+    from anomalyops.components.data.feedback import collect_feedback
+    from anomalyops.components.registry.registry import download_champion_model
 
     champion = download_champion_model(tracking_uri, variant, base_dir)
     Path(base_dir).mkdir(parents=True, exist_ok=True)

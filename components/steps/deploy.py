@@ -6,15 +6,15 @@ What is deployed is what the registry holds (the run's `export/`, lineage stampe
 the version), not a local file, and only while that version is still champion: checked
 under a per-model lock, so concurrent deploys of one variant cannot put an older
 champion on top. Each deploy adds the Triton version folder numbered like the
-registered version (serving/repository.py), written whole or not at all, and switches
-what is served to it (serving/model_control.py): with a Triton URL, the running server
+registered version (serving/triton/repository.py), written whole or not at all, and switches
+what is served to it (serving/triton/model_control.py): with a Triton URL, the running server
 loads it and the old version is retired only once the new one answers. A version that
 fails to load leaves the previous one serving; the `champion` alias is then moved back
 to that version, so the registry's champion is always what is served, and the step fails.
 
 With `target="kserve"` (a cluster) the version becomes a Triton repository under its own
 prefix of a bucket (`REPOSITORY/<variant>/v<version>`) and the line's InferenceService is
-rolled to it with a canary (components/kserve_deploy.py).
+rolled to it with a canary (components/deploy/kserve.py).
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -22,11 +22,16 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from anomalyops.components.registry import champion_version, download_export, set_champion
+from anomalyops.components.registry.registry import champion_version, download_export, set_champion
 from anomalyops.components.steps import component
-from anomalyops.serving.contract import ContractError, load_contract
-from anomalyops.serving.model_control import ModelControlError, switch_version
-from anomalyops.serving.repository import FLAVOURS, add_model, model_lock, served_version
+from anomalyops.serving.contract.model import ContractError, load_contract
+from anomalyops.serving.triton.model_control import ModelControlError, switch_version
+from anomalyops.serving.triton.repository import (
+    FLAVOURS,
+    add_model,
+    model_lock,
+    served_version,
+)
 
 
 class DeployError(RuntimeError):
@@ -135,8 +140,8 @@ def _deploy_to_kserve(
     decision: dict, repository: str, flavour: str, kserve_json: str
 ) -> Deployment:
     """Upload the version's Triton repository to its own prefix, then roll the line to it."""
-    from anomalyops.components.kserve_deploy import KServeSettings, custom_objects_api, rollout
-    from anomalyops.components.storage import is_bucket_uri, upload
+    from anomalyops.components.data.storage import is_bucket_uri, upload
+    from anomalyops.components.deploy.kserve import KServeSettings, custom_objects_api, rollout
 
     settings = KServeSettings.from_json(kserve_json)  # bad settings fail before any work
     if not is_bucket_uri(repository):

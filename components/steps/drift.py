@@ -1,4 +1,4 @@
-"""Drift step: the drift check (components/drift.py) as a pipeline step.
+"""Drift step: the drift check (components/drift/check.py) as a pipeline step.
 
 Meant for a recurring run: it returns the verdict as JSON and, beside it, `drift` (an
 alert was raised by this check) as a bool. A pipeline retrains under
@@ -33,9 +33,9 @@ def drift_step(
     REFERENCE (a local folder or reference.json) or TRACKING_URI (the registry's
     champion) says what production should look like; SETTINGS are DriftSettings fields.
     """
-    from anomalyops.components.drift import DriftSettings, check_drift
-    from anomalyops.components.drift_reference import resolve_reference
-    from anomalyops.serving.prediction_log import PredictionLog
+    from anomalyops.components.drift.check import DriftSettings, check_drift
+    from anomalyops.components.drift.reference import resolve_reference
+    from anomalyops.serving.predictions.log import PredictionLog
 
     if not Path(log_db).is_file():
         raise FileNotFoundError(f"drift: {log_db}: no prediction log there")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from anomalyops.components.evaluate import evaluate
+from anomalyops.components.evaluation.evaluate import evaluate
 from anomalyops.components.steps import component
 
 SAMPLES_PER_KIND = 1  # one map per defect type and one good image
@@ -17,9 +17,9 @@ def sample_maps(model_dir: str | Path, data: str | Path, out: str | Path) -> lis
     import numpy as np
     from PIL import Image
 
-    from anomalyops.components.datasets import FolderDataset, load_split
-    from anomalyops.components.report import overlay
-    from anomalyops.components.train import load_trained
+    from anomalyops.components.data.datasets import FolderDataset, load_split
+    from anomalyops.components.reports.report import overlay
+    from anomalyops.components.training.train import load_trained
 
     detector, _ = load_trained(model_dir)
     chosen, seen = [], {}

@@ -3,9 +3,9 @@
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 from kfp.dsl import Input, Model, Output
 
-from anomalyops.components.export import export
+from anomalyops.components.deploy.export import export
 from anomalyops.components.steps import component
-from anomalyops.serving.contract import ModelContract
+from anomalyops.serving.contract.model import ModelContract
 
 
 def export_step(model_dir: str, out_dir: str) -> ModelContract:

@@ -1,11 +1,11 @@
-"""Train step: fit and calibrate a detector (anomalyops.components.train) as a component."""
+"""Train step: fit and calibrate a detector (components/training/train.py) as a component."""
 
 import json
 
 from kfp.dsl import Dataset, Input, Model, Output
 
 from anomalyops.components.steps import component
-from anomalyops.components.train import TrainResult, train
+from anomalyops.components.training.train import TrainResult, train
 
 
 def train_step(

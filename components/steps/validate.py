@@ -1,12 +1,12 @@
-"""Validate step: good-image checks (see anomalyops.components.validate) as a component."""
+"""Validate step: good-image checks (see anomalyops.components.data.validate) as a component."""
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, Dataset, Output
 
+from anomalyops.components.data.validate import ValidationReport, validate
 from anomalyops.components.steps import component
-from anomalyops.components.validate import ValidationReport, validate
 
 
 def validate_step(
@@ -47,8 +47,8 @@ def validate_component(
 
     Later steps read the images from that artifact, never from a path on one machine.
     """
+    from anomalyops.components.data.storage import download
     from anomalyops.components.steps.validate import validate_step
-    from anomalyops.components.storage import download
 
     download(data, dataset.path)
     result = validate_step(

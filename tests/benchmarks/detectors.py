@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomalyops.components.datasets import FolderDataset
+from anomalyops.components.data.datasets import FolderDataset
+from anomalyops.components.data.synthetic import paste_defects
 from anomalyops.components.detectors import create
 from anomalyops.components.detectors.auto import auto_settings, training_set_statistics
 from anomalyops.components.detectors.patchcore.search import build_index, recall_at_1, resolve
-from anomalyops.components.metrics import aupro, auroc
-from anomalyops.components.synthetic import paste_defects
-from anomalyops.components.thresholds import calibrate
-from anomalyops.components.train import split_holdout
+from anomalyops.components.evaluation.metrics import aupro, auroc
+from anomalyops.components.training.thresholds import calibrate
+from anomalyops.components.training.train import split_holdout
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1].parent / "shared" / "data"

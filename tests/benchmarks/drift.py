@@ -12,7 +12,7 @@
   5 % / 10 % darker or rotated 5° / 10°, as shifted production. Windows of 500 rows are
   drawn with replacement. Prints each column's root-n-scaled distance
   (distance × sqrt(reference size)), whose largest value over unchanged windows sets the
-  default sensitivity (components/drift.py) with a margin.
+  default sensitivity (components/drift/check.py) with a margin.
 - `weld` (the test split, measured, not tuned): a PatchCore trained on all train/good;
   unchanged production = weld test/good, shifted = the same images darker or rotated.
   False-alert rate over 200 windows per size (each judged alone), the same windows run
@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 from scipy import stats
 
-from anomalyops.components.drift import (
+from anomalyops.components.drift.check import (
     COLUMNS,
     DriftSettings,
     check_drift,
@@ -50,10 +50,10 @@ from anomalyops.components.drift import (
     scaled,
     thresholds,
 )
-from anomalyops.components.drift_state import AlertState, step
-from anomalyops.serving.image_stats import STATISTICS, image_statistics
-from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
-from anomalyops.serving.reference import Reference, load_reference
+from anomalyops.components.drift.state import AlertState, step
+from anomalyops.serving.contract.reference import Reference, load_reference
+from anomalyops.serving.images.statistics import STATISTICS, image_statistics
+from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", ROOT.parent / "shared" / "data"))
@@ -108,7 +108,7 @@ def rows(table: dict[str, np.ndarray]) -> list[dict]:
 
 def train_on(paths: list[Path], folder: Path):
     """A PatchCore (1 % coreset) trained on PATHS, laid out as a train/good folder."""
-    from anomalyops.components.train import train
+    from anomalyops.components.training.train import train
 
     good = folder / "data" / "train" / "good"
     good.mkdir(parents=True)
@@ -121,7 +121,7 @@ def train_on(paths: list[Path], folder: Path):
 
 
 def load(paths: list[Path]) -> np.ndarray:
-    from anomalyops.serving.imaging import load_image
+    from anomalyops.serving.images.decode import load_image
 
     return np.stack([load_image(p, SIZE) for p in paths])
 
@@ -330,7 +330,7 @@ def alert_sequence(ratios: list[float], settings: DriftSettings) -> int:
 
 
 def bench_weld(workdir: Path, windows: int, sizes: tuple[int, ...]) -> dict:
-    from anomalyops.components.datasets import FolderDataset
+    from anomalyops.components.data.datasets import FolderDataset
 
     detector, reference = train_on(
         sorted((WELD / "train" / "good").glob("*.png")), workdir / "weld"

@@ -4,7 +4,7 @@
 
 For each dataset in ../shared/data, k training images are drawn at random (3 draws,
 seeds 0-2), a new PatchCore bank is built from their augmented views exactly as
-`anomalyops adapt` builds a new variant (components/fewshot.py), and image AUROC is
+`anomalyops adapt` builds a new variant (components/training/fewshot.py), and image AUROC is
 measured on the test split; the median of the 3 draws is reported. Full-shot is the
 default PatchCore (10 % coreset) on all of train/good, read from
 results/detectors-<dataset>.json where the detector benchmark measured it, else fitted
@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from detectors import DATASETS  # the benchmark datasets, one list (run as a script)
 
-from anomalyops.components.augment import Augmentation
-from anomalyops.components.datasets import FolderDataset, load_split
+from anomalyops.components.data.augment import Augmentation
+from anomalyops.components.data.datasets import FolderDataset, load_split
 from anomalyops.components.detectors import create
 from anomalyops.components.detectors.patchcore.search import nearest_distance
-from anomalyops.components.fewshot import FEWSHOT_CORESET, extend_bank
-from anomalyops.components.metrics import auroc
+from anomalyops.components.evaluation.metrics import auroc
+from anomalyops.components.training.fewshot import FEWSHOT_CORESET, extend_bank
 
 HERE = Path(__file__).resolve().parent
 SHOTS = (1, 2, 4, 8, 16)

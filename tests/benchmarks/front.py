@@ -1,5 +1,5 @@
 """Latency the front adds: one 256×256 weld image scored on the bundled Triton, direct and
-through serving/front.py, interleaved in one sitting (timings here vary ±50 % run to run).
+through serving/triton/front.py, interleaved in one sitting (timings here vary ±50 % run to run).
 Both run as `anomalyops serve` runs them (its own process), not in this one, whose GIL
 the client would share.
 
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import tritonclient.http as triton_http
 
-from anomalyops.components.export import export
-from anomalyops.components.train import train
-from anomalyops.serving.imaging import load_image
-from anomalyops.serving.repository import build_repository
-from anomalyops.serving.triton import free_port
+from anomalyops.components.deploy.export import export
+from anomalyops.components.training.train import train
+from anomalyops.serving.images.decode import load_image
+from anomalyops.serving.triton.repository import build_repository
+from anomalyops.serving.triton.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))

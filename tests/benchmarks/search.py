@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomalyops.components.datasets import FolderDataset
+from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.detectors import create
 from anomalyops.components.detectors.patchcore.search import (
     build_index,
     nearest_distance,
     recall_at_1,
 )
-from anomalyops.components.metrics import auroc
+from anomalyops.components.evaluation.metrics import auroc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

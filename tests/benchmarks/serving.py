@@ -32,11 +32,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from anomalyops.serving.client import TritonClient
-from anomalyops.serving.imaging import load_image
-from anomalyops.serving.repository import build_repository
-from anomalyops.serving.transformer import TransformerProcess
-from anomalyops.serving.triton import TritonServer, free_port
+from anomalyops.serving.images.decode import load_image
+from anomalyops.serving.transformer.model import TransformerProcess
+from anomalyops.serving.triton.client import TritonClient
+from anomalyops.serving.triton.repository import build_repository
+from anomalyops.serving.triton.server import TritonServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WELD = (
@@ -46,8 +46,8 @@ RESULTS = Path(__file__).with_name("results") / "serving.json"
 
 
 def exported_model(workdir: Path) -> Path:
-    from anomalyops.components.export import export
-    from anomalyops.components.train import train
+    from anomalyops.components.deploy.export import export
+    from anomalyops.components.training.train import train
 
     train(WELD, workdir / "trained", "patchcore", {"coreset_ratio": 0.01}, progress=False)
     export(workdir / "trained", workdir / "export")

@@ -10,11 +10,11 @@ SIZE = 128  # small input keeps the pipeline runs short on the shared CPU
 @pytest.fixture
 def champion(weld, tmp_path):
     """weld v1 trained, registered and deployed (in-process steps, real MLflow server)."""
-    from anomalyops.components.datasets import FolderDataset
-    from anomalyops.components.export import export
-    from anomalyops.components.registry import LocalServer, register
+    from anomalyops.components.data.datasets import FolderDataset
+    from anomalyops.components.deploy.export import export
+    from anomalyops.components.registry.registry import LocalServer, register
     from anomalyops.components.steps.deploy import deploy_step
-    from anomalyops.components.train import train
+    from anomalyops.components.training.train import train
 
     model = tmp_path / "v1"
     # Raw intensities and a 1 % bank pinned (the default standardises weld and keeps
@@ -38,8 +38,8 @@ def turned_good(weld):
     import numpy as np
     from PIL import Image
 
-    from anomalyops.components.augment import rotate
-    from anomalyops.components.datasets import FolderDataset
+    from anomalyops.components.data.augment import rotate
+    from anomalyops.components.data.datasets import FolderDataset
 
     good = [s.path for s in FolderDataset(weld).test_samples() if s.label == 0][:11]
     return [rotate(np.asarray(Image.open(p).convert("RGB")), 10.0) for p in good]

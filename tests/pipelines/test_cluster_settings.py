@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from anomalyops.components.steps import IMAGE
-from anomalyops.pipelines.cli import main
+from anomalyops.pipelines.cli.main import main
 from anomalyops.pipelines.cluster_settings import (
     GPU_STEPS,
     STEP_RESOURCES,

@@ -14,8 +14,8 @@ import yaml
 from PIL import Image
 
 from anomalyops.pipelines.drift import COMPILED, compile_pipeline, run_local
-from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
-from anomalyops.serving.reference import load_reference
+from anomalyops.serving.contract.reference import load_reference
+from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
 
 WINDOW = {"window": 80, "min_samples": 60}
 

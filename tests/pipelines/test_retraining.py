@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from anomalyops.components.datasets import FolderDataset
+from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.pipelines.retraining import COMPILED, compile_pipeline
 
 
@@ -49,10 +49,10 @@ def test_retraining_adapts_the_champion_to_a_turned_fixture(
 ):
     from mlflow import MlflowClient
 
-    from anomalyops.components.registry import CHAMPION
+    from anomalyops.components.registry.registry import CHAMPION
     from anomalyops.pipelines.retraining import run_local
-    from anomalyops.serving.contract import load_contract
-    from anomalyops.serving.prediction_log import PredictionLog, PredictionRecord
+    from anomalyops.serving.contract.model import load_contract
+    from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
 
     test = FolderDataset(weld).test_samples()
     defects = [s.path for s in test if s.label == 1]

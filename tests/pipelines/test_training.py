@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from anomalyops.pipelines.cli import main
+from anomalyops.pipelines.cli.main import main
 from anomalyops.pipelines.training import COMPILED, compile_pipeline, latest_run
 
 
@@ -69,7 +69,7 @@ def few_images(weld: Path, data: Path) -> Path:
 def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys, request, where):
     data = str(few_images(weld, tmp_path / "few"))
     if where == "bucket":  # validate copies the data from the bucket into its artifact
-        from anomalyops.components.storage import upload
+        from anomalyops.components.data.storage import upload
 
         data = upload(data, f"{request.getfixturevalue('s3_bucket')}/few")
     out = tmp_path / "out"
@@ -93,12 +93,12 @@ def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
     import numpy as np
     from mlflow import MlflowClient
 
-    from anomalyops.components.registry import CHAMPION, LocalServer
+    from anomalyops.components.registry.registry import CHAMPION, LocalServer
     from anomalyops.components.steps.deploy import deploy_step
     from anomalyops.components.steps.register import register_step
-    from anomalyops.serving.client import TritonClient
-    from anomalyops.serving.contract import load_contract
-    from anomalyops.serving.imaging import load_image
+    from anomalyops.serving.contract.model import load_contract
+    from anomalyops.serving.images.decode import load_image
+    from anomalyops.serving.triton.client import TritonClient
 
     out = tmp_path / "out"
     code = main(["pipeline", "run", "training", "--data", str(weld), "--variant", "weld",

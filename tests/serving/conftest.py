@@ -14,7 +14,7 @@ import pytest
 def _serve(app, **config) -> Iterator[str]:
     import uvicorn
 
-    from anomalyops.serving.triton import free_port
+    from anomalyops.serving.triton.server import free_port
 
     port = free_port()
     settings = {"host": "127.0.0.1", "port": port, "log_level": "warning", **config}
@@ -42,8 +42,8 @@ def web_server():
 @pytest.fixture(scope="session")
 def weld_export(weld, tmp_path_factory):
     """model.onnx + model.json of a small PatchCore fitted on weld train/good."""
-    from anomalyops.components.export import export
-    from anomalyops.components.train import train
+    from anomalyops.components.deploy.export import export
+    from anomalyops.components.training.train import train
 
     root = tmp_path_factory.mktemp("weld_model")
     train(weld, root / "trained", "patchcore", {"coreset_ratio": 0.01}, progress=False)
@@ -54,7 +54,7 @@ def weld_export(weld, tmp_path_factory):
 @pytest.fixture(scope="session")
 def python_repository(weld_export, tmp_path_factory):
     """Two product variants in one python-flavour repository."""
-    from anomalyops.serving.repository import build_repository
+    from anomalyops.serving.triton.repository import build_repository
 
     repo = tmp_path_factory.mktemp("triton") / "repository"
     return build_repository(repo, {"weld": weld_export, "weld-line2": weld_export}, "python")

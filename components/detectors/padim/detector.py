@@ -8,7 +8,7 @@ from typing import Self
 import numpy as np
 import torch
 
-from anomalyops.components.backbones import Backbone
+from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import Detector, DetectorConfig, batches
 from anomalyops.components.detectors.padim.torch_model import PaDiMModel
 

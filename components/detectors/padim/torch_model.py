@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anomalyops.components.backbones import Backbone
 from anomalyops.components.detectors.anomaly_map import AnomalyMap
+from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import InferenceOutput
 
 

@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import torch
 
-from anomalyops.components.backbones import Backbone
+from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import (
     TILES_PER_BATCH,
     Detector,
@@ -17,10 +17,10 @@ from anomalyops.components.detectors.base import (
     InferenceOutput,
     batches,
 )
+from anomalyops.components.detectors.patchcore.sampler import CHUNK_SIZE, greedy_coreset
 from anomalyops.components.detectors.patchcore.search import build_index, nearest_distance
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
 from anomalyops.components.detectors.tiling import tile_grid
-from anomalyops.components.sampler import CHUNK_SIZE, greedy_coreset
 
 
 @dataclass

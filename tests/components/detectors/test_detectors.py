@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from anomalyops.components.detectors import create, load_detector
-from anomalyops.components.metrics import auroc
+from anomalyops.components.evaluation.metrics import auroc
 
 # Floors sit below the measured values (README table) with room for run-to-run noise.
 FLOORS = {"patchcore": 0.93, "padim": 0.80}

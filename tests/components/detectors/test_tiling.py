@@ -7,10 +7,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from anomalyops.components.deploy.export import export
 from anomalyops.components.detectors import create
 from anomalyops.components.detectors.tiling import ALIGN, crop, stitch, tile_grid, working_size
-from anomalyops.components.export import export
-from anomalyops.serving.repository import model_config
+from anomalyops.serving.triton.repository import model_config
 
 SIZE, TILE = (256, 384), (128, 128)
 
@@ -47,7 +47,7 @@ def test_stitch_takes_the_maximum_where_tiles_overlap():
 
 @pytest.fixture(scope="module")
 def tiled(weld_splits):
-    from anomalyops.serving.imaging import resize
+    from anomalyops.serving.images.decode import resize
 
     train, test = weld_splits
     images = np.stack([resize(i, SIZE) for i in train.images[:6]])

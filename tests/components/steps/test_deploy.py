@@ -17,13 +17,13 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 
-from anomalyops.components.registry import LocalServer, champion_version, register
+from anomalyops.components.registry.registry import LocalServer, champion_version, register
 from anomalyops.components.steps.deploy import DeployError, deploy_step
-from anomalyops.pipelines.cli import main
-from anomalyops.serving.checksums import file_sha256
-from anomalyops.serving.contract import load_contract
-from anomalyops.serving.imaging import load_image
-from anomalyops.serving.repository import served_version
+from anomalyops.pipelines.cli.main import main
+from anomalyops.serving.contract.checksums import file_sha256
+from anomalyops.serving.contract.model import load_contract
+from anomalyops.serving.images.decode import load_image
+from anomalyops.serving.triton.repository import served_version
 
 EVAL_HASH = "d" * 64
 
@@ -31,8 +31,8 @@ EVAL_HASH = "d" * 64
 @pytest.fixture(scope="module")
 def trained(weld, tmp_path_factory):
     """Two PatchCores on weld at 128 px (coreset 1 % and 5 %: different scores), exported."""
-    from anomalyops.components.export import export
-    from anomalyops.components.train import train
+    from anomalyops.components.deploy.export import export
+    from anomalyops.components.training.train import train
 
     root = tmp_path_factory.mktemp("deploy_models")
     models = []

@@ -1,0 +1,1 @@
+"""Good-image datasets: reading, identity, validation, synthetic parts, storage."""

@@ -1,0 +1,1 @@
+"""From a registered model to what serves it: export, Triton repository, KServe, rollback."""

@@ -1,0 +1,1 @@
+"""Evaluating detectors: metrics on raw scores, the evaluate step, champion vs challenger."""

@@ -1,0 +1,1 @@
+"""The MLflow registry: registration, the promotion gate, aliases, the variant lock."""

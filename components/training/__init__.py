@@ -1,0 +1,1 @@
+"""Training a detector into a model folder: fit, thresholds, few-shot adaptation."""

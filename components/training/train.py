@@ -1,0 +1,119 @@
+"""The train step: fit a detector on good images, calibrate thresholds on held-out ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
+from anomalyops.components.data.validate import undersized
+from anomalyops.components.detectors import Detector, create, load_detector
+from anomalyops.components.detectors.auto import auto_settings
+from anomalyops.components.json_files import read_json
+from anomalyops.components.training.model_dir import ModelOutput
+from anomalyops.components.training.thresholds import Calibration, calibrate, calibrate_pixels
+from anomalyops.serving.contract.reference import Reference
+from anomalyops.serving.images.statistics import image_statistics
+
+log = logging.getLogger(__name__)
+THRESHOLDS_FILE = "thresholds.json"
+TRAINING_FILE = "training.json"
+_LEVEL = {
+    "type": "object",
+    "required": ["threshold"],
+    "properties": {"threshold": {"type": "number"}},
+}
+THRESHOLDS_SCHEMA = {
+    "type": "object",
+    "required": ["image", "pixel"],
+    "properties": {"image": _LEVEL, "pixel": _LEVEL},
+}
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    detector: Detector
+    image_threshold: Calibration
+    pixel_threshold: Calibration
+    summary: dict = field(default_factory=dict)
+
+
+def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices to fit on and indices held out for calibration (at least one of each)."""
+    if count < 2:
+        raise DatasetError(f"need at least 2 good training images, found {count}")
+    if not 0 < fraction < 1:
+        raise ValueError(f"calibration fraction must be in (0, 1), got {fraction}")
+    held = min(count - 1, max(1, round(count * fraction)))
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def train(
+    data: str | Path,
+    output: str | Path,
+    detector: str = "patchcore",
+    settings: dict | None = None,
+    calibration_fraction: float = 0.2,
+    target_fpr: float = 0.01,
+    pixel_fpr: float = 0.001,
+    on_error: OnError = "skip",
+    progress: bool = True,
+    force: bool = False,
+) -> TrainResult:
+    """Fit on train/good minus a held-out share, set thresholds on that share, save all.
+
+    Settings left out are decided from train/good alone (tiling, standardisation). The
+    output is checked before any work and written whole or not at all (ModelOutput); a
+    folder holding another model is replaced only with `force`.
+    """
+    target = ModelOutput(output, force)
+    dataset = FolderDataset(data)
+    paths = [sample.path for sample in dataset.train_samples()]
+    tiny = undersized(paths)
+    if tiny:
+        raise DatasetError(f"images too small to be parts, refusing to train on them: {tiny}")
+    dataset_sha256 = dataset.content_hash()
+    model = create(detector, **auto_settings(detector, paths, settings or {}))
+    split = dataset.load_train(model.config.input_size, on_error, progress)
+    fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
+    started = time.perf_counter()
+    model.fit(split.images[fit_idx], progress=progress)
+    fit_seconds = time.perf_counter() - started
+    held_out = model.predict(split.images[cal_idx])
+    image_cal = calibrate(held_out.scores, target_fpr)
+    pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr)
+    reference = Reference.measure(held_out.scores, [image_statistics(i) for i in split.images])
+    thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
+    summary = {
+        "data": str(dataset.root),
+        "dataset_sha256": dataset_sha256,
+        "detector": detector,
+        "train_images": len(fit_idx),
+        "calibration_images": len(cal_idx),
+        "skipped": split.skipped,
+        "fit_seconds": round(fit_seconds, 2),
+    }
+    with target as staging:
+        model.save(staging)
+        reference.save(staging)
+        (staging / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
+        (staging / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
+    log.info("trained %s on %d images in %.1f s", detector, len(fit_idx), fit_seconds)
+    return TrainResult(Path(output), model, image_cal, pixel_cal, summary)
+
+
+def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
+    """A trained detector and its calibrated thresholds."""
+    model_dir = Path(model_dir)
+    path = model_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
+    thresholds = read_json(path, THRESHOLDS_SCHEMA)
+    return load_detector(model_dir), thresholds

@@ -1,0 +1,1 @@
+"""The `anomalyops` command line, one module per command group."""

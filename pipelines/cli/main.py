@@ -1,0 +1,285 @@
+"""`anomalyops` command line: fit, predict, evaluate, demo.
+
+Imports stay inside the commands: torch, MLflow and KFP take seconds to load, and
+`--help` or a mistyped argument must answer at once (tests/pipelines/cli/test_cli_startup.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from anomalyops.pipelines.cli import drift as drift_commands
+from anomalyops.pipelines.cli import pipeline as pipeline_commands
+from anomalyops.pipelines.cli import review as review_commands
+from anomalyops.pipelines.cli import serving as serving_commands
+
+log = logging.getLogger("anomalyops")
+# The registries' names, spelled out so that building the parser imports no torch;
+# a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
+DETECTOR_KINDS = ("padim", "patchcore")
+BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
+
+
+def variant_name(value: str) -> str:
+    """argparse type for variant/model names: the one rule in serving/contract/names.py."""
+    from anomalyops.serving.contract.names import InvalidNameError, check_name
+
+    try:
+        return check_name(value)
+    except InvalidNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    settings = {"backbone": args.backbone}
+    if args.size is not None:
+        settings["input_size"] = (args.size, args.size)
+    if args.standardise is not None:
+        settings["standardise"] = args.standardise
+    if args.detector == "patchcore" and args.coreset is not None:
+        settings["coreset_ratio"] = args.coreset
+    return settings
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from anomalyops.components.training.model_dir import ModelOutput
+
+    ModelOutput(args.out, args.force)  # refuse a bad --out before seconds of imports
+    from anomalyops.components.training.train import train
+
+    result = train(
+        args.data,
+        args.out,
+        args.detector,
+        _settings(args),
+        args.calibration_fraction,
+        args.fpr,
+        on_error=args.on_error,
+        force=args.force,
+    )
+    print(f"saved {args.detector} to {result.model_dir}")
+    print(f"image {result.image_threshold.summary()}")
+    for skipped in result.summary["skipped"]:
+        print(f"skipped {skipped}")
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from anomalyops.components.data.augment import Augmentation
+    from anomalyops.components.training.fewshot import adapt
+
+    settings = None if args.model else {"backbone": args.backbone,
+                                         "input_size": (args.size, args.size)}  # fmt: skip
+    result = adapt(
+        args.data,
+        args.out,
+        base=args.model,
+        settings=settings,
+        augmentation=Augmentation(views=args.views),
+        target_fpr=args.fpr,
+        on_error=args.on_error,
+    )
+    start = f"extended {args.model}" if args.model else "started a new PatchCore"
+    print(f"{start} with {result.summary['train_images']} good images "
+          f"(+{result.summary['added_bank_rows']} memory-bank rows)")  # fmt: skip
+    print(f"image threshold: {result.thresholds['image']['note']}")
+    for skipped in result.summary["skipped"]:
+        print(f"skipped {skipped}")
+    print(f"saved to {Path(args.out).resolve()}")
+    print(f"export it for serving: anomalyops export --model {args.out} --out EXPORT")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from anomalyops.components.evaluation.evaluate import as_table, evaluate
+
+    report = args.report or Path(args.model) / "report.html"
+    metrics = evaluate(args.model, args.data, report, on_error=args.on_error)
+    print(as_table(metrics))
+    print(f"report: {Path(report).resolve()}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from anomalyops.components.reports.report import map_range, overlay
+    from anomalyops.components.training.train import load_trained
+    from anomalyops.serving.contract.frame_check import FrameCheck
+    from anomalyops.serving.contract.reference import ReferenceError, load_reference
+    from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
+    from anomalyops.serving.images.statistics import image_statistics
+
+    detector, thresholds = load_trained(args.model)
+    threshold = args.threshold if args.threshold is not None else thresholds["image"]["threshold"]
+    size = detector.config.input_size
+    try:
+        frames = FrameCheck.from_reference(load_reference(args.model), size)
+    except ReferenceError as error:
+        frames = None
+        print(f"note: unusable frames are not flagged: {error}", file=sys.stderr)
+    images, names, problems, failures = [], [], [], 0
+    for path in args.images:
+        try:
+            source = decode_image(path)
+        except ImageDecodeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        images.append(resize(source, size))
+        names.append(path)
+        found = frames.problems(image_statistics(images[-1]), source.shape[:2]) if frames else []
+        problems.append(found)
+    if not images:
+        return 2
+    prediction = detector.predict(np.stack(images), progress=len(images) > 8)
+    rows = []
+    for name, score, found in zip(names, prediction.scores, problems, strict=True):
+        label = "unusable" if found else "anomalous" if score > threshold else "good"
+        rows.append({"image": name, "score": float(score), "label": label, "problems": found})
+        print(f"{name}\t{score:.4f}\t{label}")
+        if found:
+            print(f"unusable: {name}: {'; '.join(found)}", file=sys.stderr)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        vmin, vmax = map_range(prediction.maps)
+        from PIL import Image
+
+        for name, image, anomaly_map in zip(names, images, prediction.maps, strict=True):
+            Image.fromarray(overlay(image, anomaly_map, vmin, vmax)).save(
+                out / f"{Path(name).stem}_map.png"
+            )
+        (out / "predictions.json").write_text(json.dumps(rows, indent=2))
+        print(f"anomaly maps and predictions.json in {out}")
+    return 1 if failures else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from anomalyops.components.data.synthetic import make_synthetic_dataset
+    from anomalyops.components.evaluation.evaluate import as_table, evaluate
+    from anomalyops.components.training.train import train
+
+    out = Path(args.out)
+    data = (
+        Path(args.data) if args.data else make_synthetic_dataset(Path(tempfile.mkdtemp()) / "parts")
+    )
+    print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
+    settings = _settings(args)
+    # A demo reruns into the same folder: replacing its own previous model is the point.
+    result = train(data, out / "model", args.detector, settings, args.calibration_fraction,
+                   args.fpr, force=True)  # fmt: skip
+    print(f"image {result.image_threshold.summary()}")
+    metrics = evaluate(out / "model", data, out / "report.html")
+    print(as_table(metrics))
+    print(f"model: {(out / 'model').resolve()}\nreport: {(out / 'report.html').resolve()}")
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
+    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="square input size in pixels (default: 256, or tiles near native resolution "
+        "for images over four times that area)",
+    )
+    parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.1)")
+    parser.add_argument(
+        "--standardise",
+        action=argparse.BooleanOptionalAction,
+        help="standardise each image's intensity (default: on where train/good brightness "
+        "varies by more than 10 %%)",
+    )
+    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    parser.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.2,
+        help="share of train/good held out to set the threshold",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anomalyops", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="train a detector on good images")
+    fit.add_argument("--data", required=True, help="dataset folder (MVTec AD layout)")
+    fit.add_argument("--out", required=True, help="where to save the model")
+    fit.add_argument(
+        "--force", action="store_true", help="replace a model already in --out (as a whole)"
+    )
+    fit.add_argument(
+        "--on-error",
+        choices=["skip", "raise"],
+        default="skip",
+        help="skip corrupt images with a warning, or stop",
+    )
+    _add_model_options(fit)
+    fit.set_defaults(func=cmd_fit)
+
+    adapt = commands.add_parser(
+        "adapt", help="few-shot: extend a model with k good images of a new state"
+    )
+    adapt.add_argument("--data", required=True, help="folder of 1 to 16 new good images")
+    adapt.add_argument("--model", help="trained PatchCore to extend; a new variant when omitted")
+    adapt.add_argument("--out", required=True, help="where to save the adapted model")
+    adapt.add_argument("--views", type=int, default=8, help="augmented views per image")
+    adapt.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    adapt.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
+    adapt.add_argument("--size", type=int, default=256, help="a new variant's input size")
+    adapt.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    adapt.set_defaults(func=cmd_adapt)
+
+    predict = commands.add_parser("predict", help="score images with a trained model")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    predict.add_argument("--out", help="folder for anomaly-map pictures and predictions.json")
+    predict.add_argument("images", nargs="+")
+    predict.set_defaults(func=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="metrics and HTML report on the test split")
+    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--report", help="HTML report path (default MODEL/report.html)")
+    evaluate.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="train and evaluate end to end")
+    demo.add_argument("--data", help="dataset folder; synthetic parts when omitted")
+    demo.add_argument("--out", default="runs/demo")
+    _add_model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    serving_commands.add_serve(commands)
+    serving_commands.add_rollback(commands)
+    serving_commands.add_infer(commands)
+    serving_commands.add_export(commands)
+    pipeline_commands.add_pipeline_commands(commands)
+    drift_commands.add_drift_commands(commands)
+    review_commands.add_review_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except (ValueError, OSError, RuntimeError) as error:
+        # Bad input, file-system faults, registry/model errors: one line naming the
+        # file or field (the messages do); the traceback only with --verbose.
+        if args.verbose:
+            log.exception("traceback")
+        print(f"error: {str(error).strip() or type(error).__name__}", file=sys.stderr)
+        return 2

@@ -1,0 +1,456 @@
+"""`anomalyops pipeline run|compile training|retraining|drift`: the CLI side of pipelines/.
+
+Locally every pipeline runs through kfp.local against --tracking-uri or a local MLflow
+server on OUT/mlflow (so a retraining or drift run with the same --out finds the
+champion a training run registered); with --host it is submitted to Kubeflow Pipelines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from anomalyops.serving.triton.repository import FLAVOURS
+
+PIPELINE_NAMES = ("training", "retraining", "drift")
+
+
+def _arguments(args: argparse.Namespace, data: str, tracking_uri: str, repository: str) -> dict:
+    from anomalyops.pipelines.cli.main import _settings
+
+    return {
+        "data": str(data),
+        "variant": args.variant,
+        "tracking_uri": tracking_uri,
+        "detector": args.detector,
+        "settings_json": json.dumps(_settings(args)),
+        "target_fpr": args.fpr,
+        "calibration_fraction": args.calibration_fraction,
+        "min_images": args.min_images,
+        "require_uniform_size": args.require_uniform_size,
+        **_deploy_arguments(args, repository),
+    }
+
+
+def _cluster_settings(args: argparse.Namespace):
+    """ClusterSettings from --cluster-settings FILE, with --image and --gpus on top."""
+    from anomalyops.pipelines.cluster_settings import ClusterSettings
+
+    settings = (
+        ClusterSettings.from_file(args.cluster_settings)
+        if args.cluster_settings
+        else (ClusterSettings())
+    )
+    if args.image:
+        settings.image = args.image
+    if args.gpus is not None:
+        settings.gpus = args.gpus
+    return settings
+
+
+def _data(args: argparse.Namespace, out: Path) -> str:
+    from anomalyops.components.data.storage import is_bucket_uri
+
+    if args.data:
+        return args.data if is_bucket_uri(args.data) else str(Path(args.data).resolve())
+    if args.host:
+        raise ValueError("--data is required with --host (a path or URI the cluster can read)")
+    from anomalyops.components.data.synthetic import make_synthetic_dataset
+
+    root = out / "data" / "synthetic"
+    if not (root / "train" / "good").is_dir():
+        make_synthetic_dataset(root)
+    print(f"data: {root} (synthetic parts, demo only; pass --data for a real folder)")
+    return str(root.resolve())
+
+
+def _task_folder(run_dir: Path, task: str) -> Path:
+    return run_dir / f"{task}-component"
+
+
+def _collect_reports(run_dir: Path, target: Path, evaluate: str = "evaluate") -> Path:
+    """Copy the reports out of KFP's artifact folders under names a browser opens.
+
+    EVALUATE is the task that wrote the evaluation (retraining: `challenge`).
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_task_folder(run_dir, "validate") / "report", target / "validation.html")
+    shutil.copyfile(_task_folder(run_dir, evaluate) / "report", target / "evaluation.html")
+    maps = _task_folder(run_dir, evaluate) / "maps"
+    if maps.is_dir():  # retraining without eval data draws none
+        shutil.copytree(maps, target / "sample_maps", dirs_exist_ok=True)
+    return target
+
+
+@contextlib.contextmanager
+def _tracking(args: argparse.Namespace, out: Path) -> Iterator[str]:
+    """--tracking-uri, or a local MLflow server on OUT/mlflow for the run's length."""
+    from anomalyops.components.registry.registry import LocalServer
+
+    if args.tracking_uri:
+        yield args.tracking_uri
+        return
+    server = LocalServer(out / "mlflow").start()
+    print(f"MLflow UI: {server.uri} (local server, store {out / 'mlflow'})")
+    try:
+        yield server.uri
+        store = (out / "mlflow").resolve()
+        print(
+            "browse the registry later: mlflow server --port 5000 "
+            f"--backend-store-uri sqlite:///{store / 'mlflow.db'} "
+            f"--artifacts-destination {store / 'artifacts'}"
+        )
+        if getattr(args, "serve", False):
+            print(f"MLflow UI at {server.uri}; Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                server.process.wait()
+    finally:
+        server.stop()
+
+
+def _failed(error: Exception, run_dir: Path | None, out: Path, step_error: str | None) -> int:
+    """Say a local run failed, first in the failing step's own words, and where its
+    validation report is when validation stopped it."""
+    from anomalyops.pipelines.runner.step_log import ANSI
+
+    message = ANSI.sub("", str(error))
+    if step_error:
+        message = f"{message}\n{step_error}"
+    report = _task_folder(run_dir, "validate") / "report" if run_dir else None
+    print(f"error: pipeline failed: {message}", file=sys.stderr)
+    if run_dir:
+        print(f"step outputs: {run_dir}", file=sys.stderr)
+    if report and report.is_file():
+        shutil.copyfile(report, out / "validation.html")
+        print(f"validation report: {out / 'validation.html'}", file=sys.stderr)
+    return 2
+
+
+def _print_outcome(result, out: Path, evaluate: str) -> None:
+    """Where a training or retraining run put its reports, model and deployment."""
+    decision = result.decision
+    status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
+    print(f"pipeline finished in {result.seconds:.1f} s; step outputs in {result.run_dir}")
+    reports = _collect_reports(result.run_dir, out / "reports" / result.run_dir.name, evaluate)
+    print(f"validation report: {reports / 'validation.html'}")
+    print(f"evaluation report: {reports / 'evaluation.html'}")
+    if (reports / "sample_maps").is_dir():
+        print(f"sample anomaly maps: {reports / 'sample_maps'}")
+    print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
+    print(f"champion of {decision['variant']}: version {decision['champion']}")
+    _print_deployment(result.deployment)
+
+
+def _print_deployment(deployment: dict) -> None:
+    if deployment["deployed"]:
+        print(
+            f"Triton repository: {deployment['repository']} (model {deployment['model']} "
+            f"version {deployment['triton_version']}, {deployment['flavour']} flavour): "
+            f"{deployment['reason']}"
+        )
+        if deployment["flavour"] == "python" and "loaded by Triton" not in deployment["reason"]:
+            print(f"serve it: anomalyops serve --repository {deployment['repository']}")
+    else:
+        print(f"Triton repository: {deployment['repository']} not changed: {deployment['reason']}")
+
+
+def _local(value: str) -> str:
+    """A path made absolute (kfp.local steps run elsewhere); bucket URIs and '' as given."""
+    from anomalyops.components.data.storage import is_bucket_uri
+
+    return value if not value or is_bucket_uri(value) else str(Path(value).resolve())
+
+
+def _deploy_arguments(args: argparse.Namespace, repository: str) -> dict:
+    return {
+        "triton_repository": repository,
+        "triton_flavour": args.triton_flavour,
+        "deploy_target": args.deploy_target,
+        "kserve_json": args.kserve_json,
+        "triton_url": args.triton_url or "",
+    }
+
+
+def _retraining_arguments(args: argparse.Namespace, tracking_uri: str, repository: str) -> dict:
+    """What retraining and drift share (each adds its own prediction log option)."""
+    return {
+        "new_good": _local(args.new_good),
+        "variant": args.variant,
+        "tracking_uri": tracking_uri,
+        "eval_data": _local(args.eval_data or ""),
+        "target_fpr": args.fpr,
+        "views": args.views,
+        **_deploy_arguments(args, repository),
+    }
+
+
+def _drift_arguments(
+    args: argparse.Namespace, out: Path, tracking_uri: str, repository: str
+) -> dict:
+    from anomalyops.pipelines.cli.drift import drift_settings
+
+    return _retraining_arguments(args, tracking_uri, repository) | {
+        "prediction_log": _local(args.log_db),
+        "drift_out": _local(args.drift_out or str(out / "drift")),
+        "drift_settings_json": json.dumps(drift_settings(args)),
+    }
+
+
+def _pipeline_arguments(
+    args: argparse.Namespace, out: Path, tracking_uri: str, repository: str
+) -> dict:
+    """The arguments of the pipeline ARGS name, from its command-line options."""
+    if args.pipeline == "training":
+        return _arguments(args, _data(args, out), tracking_uri, repository)
+    if args.pipeline == "retraining":
+        settings = {"backbone": args.backbone, "input_size": [args.size, args.size]}
+        arguments = _retraining_arguments(args, tracking_uri, repository)
+        return arguments | {
+            "prediction_log": _local(args.prediction_log or ""),
+            "settings_json": json.dumps(settings),
+        }
+    return _drift_arguments(args, out, tracking_uri, repository)
+
+
+def _submit(args: argparse.Namespace, module, arguments: dict) -> int:
+    run_id = module.submit(arguments, args.host, _cluster_settings(args))
+    print(f"submitted {args.pipeline} run {run_id} to {args.host}")
+    return 0
+
+
+def _require_cluster_places(args: argparse.Namespace) -> None:
+    if not args.tracking_uri:
+        raise ValueError("--tracking-uri is required with --host: steps on the cluster log there")
+    if not args.triton_repository:
+        raise ValueError(
+            "--triton-repository is required with --host: a bucket URI (s3://, gs://) "
+            "or a path the deploy step and the Triton ServingRuntime share"
+        )
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> int:
+    """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
+    from anomalyops.components.registry.registry import RegistryError
+    from anomalyops.pipelines import drift, retraining, training
+
+    out = Path(args.out).resolve()
+    if args.host:
+        _require_cluster_places(args)
+    if args.pipeline == "drift" and not args.host and not Path(args.log_db).is_file():
+        raise FileNotFoundError(f"{args.log_db}: no prediction log there")
+    module = {"training": training, "retraining": retraining, "drift": drift}[args.pipeline]
+    if args.host:
+        arguments = _pipeline_arguments(args, out, args.tracking_uri, args.triton_repository)
+        return _submit(args, module, arguments)
+    from anomalyops.components.registry.registry import unlock
+    from anomalyops.pipelines.runner.process_group import stop_children_on_termination
+    from anomalyops.pipelines.runner.step_log import StepLog
+
+    repository = str(Path(args.triton_repository or out / "triton-repository").resolve())
+    pipeline_root = out / "kfp"
+    step_log = StepLog(sys.stdout)
+    with stop_children_on_termination(), _tracking(args, out) as tracking_uri:
+        if args.force_unlock:
+            locks, versions = unlock(tracking_uri, args.variant)
+            print(f"force-unlock {args.variant}: removed locks {locks or 'none'}, "
+                  f"rolled back versions {versions or 'none'}")  # fmt: skip
+        arguments = _pipeline_arguments(args, out, tracking_uri, repository)
+        try:
+            with contextlib.redirect_stdout(step_log):
+                if args.pipeline == "drift":
+                    verdict = drift.run_local(arguments, pipeline_root)
+                else:
+                    result = module.run_local(arguments, pipeline_root)
+        except RuntimeError as error:
+            run_dir = training.latest_run(pipeline_root, module.PIPELINE_NAME)
+            return _failed(error, run_dir, out, step_log.step_error())
+        except RegistryError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        if args.pipeline == "drift":
+            _print_drift(verdict, args, tracking_uri, repository, pipeline_root)
+        else:
+            _print_outcome(result, out, "evaluate" if args.pipeline == "training" else "challenge")
+    return 0
+
+
+def _print_drift(
+    verdict: dict, args: argparse.Namespace, tracking_uri: str, repository: str, root: Path
+) -> None:
+    """The verdict, where it and the report are kept, and what the retraining changed."""
+    from anomalyops.components.registry.registry import champion_version
+    from anomalyops.pipelines import drift, training
+
+    print(f"{verdict['variant']}: {verdict['status'].upper()}: {verdict['reason']}")
+    print(f"drift verdict: {verdict['verdict_path']}")
+    if verdict.get("report_path"):
+        print(f"drift report: {verdict['report_path']}")
+    out = Path(verdict["verdict_path"]).parents[2]
+    print(f"every check: anomalyops drift list --variant {args.variant} --out {out}")
+    run_dir = training.latest_run(root, drift.PIPELINE_NAME)
+    if not verdict["drift"]:
+        print(f"no alert raised: no retraining; step outputs in {run_dir}")
+        return
+    champion = champion_version(tracking_uri, args.variant)
+    served = Path(repository) / args.variant / str(champion)
+    print(f"ALERT raised: retraining ran; step outputs in {run_dir}")
+    print(f"champion of {args.variant}: version {champion} (registry {tracking_uri})")
+    print(f"Triton repository: {served if served.is_dir() else repository}")
+
+
+def cmd_pipeline_compile(args: argparse.Namespace) -> int:
+    from anomalyops.pipelines import drift, retraining, training
+
+    module = {"training": training, "retraining": retraining, "drift": drift}[args.pipeline]
+    path = module.compile_pipeline(args.output or module.COMPILED, _cluster_settings(args))
+    print(f"compiled {args.pipeline} pipeline to {path}")
+    return 0
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image",
+        help="step image, name:tag or name@sha256:digest (default $ANOMALYOPS_IMAGE or the "
+        "release tag)",
+    )
+    parser.add_argument("--gpus", type=int, help="GPUs for train and evaluate (default 0)")
+    parser.add_argument(
+        "--cluster-settings",
+        help="YAML: image, per-step resources, gpus, node_selector, tolerations, "
+        "storage_secret (pipelines/cluster_settings.py)",
+    )
+
+
+def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
+    """Registry, deploy and cluster options every pipeline run takes."""
+    from anomalyops.pipelines.cli.main import variant_name
+
+    parser.add_argument(
+        "--variant",
+        required=True,
+        type=variant_name,
+        help="product variant = registered model name (lowercase, digits, '-')",
+    )
+    parser.add_argument("--host", help="Kubeflow Pipelines endpoint; local run when omitted")
+    parser.add_argument(
+        "--tracking-uri", help="MLflow server; a local one on OUT/mlflow is started when omitted"
+    )
+    parser.add_argument("--out", default="runs/pipeline", help="local outputs and MLflow store")
+    parser.add_argument(
+        "--triton-repository",
+        help="Triton model repository the champion is deployed to (default OUT/triton-repository)",
+    )
+    parser.add_argument(
+        "--triton-flavour",
+        choices=FLAVOURS,
+        default="python",
+        help="python (CPU, the bundled local Triton) or onnxruntime (GPU nodes)",
+    )
+    parser.add_argument(
+        "--triton-url",
+        help="model-control address of a running Triton (printed by `anomalyops serve`): "
+        "the new champion is loaded there at once",
+    )
+    parser.add_argument(
+        "--deploy-target",
+        choices=("repository", "kserve"),
+        default="repository",
+        help="repository: add the champion to the Triton repository folder; kserve: upload "
+        "it under the s3:// or gs:// --triton-repository and roll the line's InferenceService",
+    )
+    parser.add_argument(
+        "--kserve-json",
+        default="{}",
+        help='InferenceService settings for --deploy-target kserve, e.g. \'{"namespace": '
+        '"plant-a", "canary_percent": 10}\' (components/kserve_deploy.KServeSettings)',
+    )
+    parser.add_argument(
+        "--force-unlock",
+        action="store_true",
+        help="first remove the variant's registry lock and roll back half-registered "
+        "versions (only when the run holding it is known to be dead)",
+    )
+    _add_cluster_options(parser)
+
+
+def _add_retraining_options(parser: argparse.ArgumentParser, new_good_help: str) -> None:
+    parser.add_argument("--new-good", required=True, help=new_good_help)
+    parser.add_argument(
+        "--eval-data",
+        help="MVTec-layout folder or URI whose test split the challenger and champion are "
+        "both scored on (default: the new good images and confirmed defects only)",
+    )
+    parser.add_argument("--views", type=int, default=8, help="augmented views per new image")
+    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+
+
+def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
+    """Register `pipeline run training|retraining|drift` and `pipeline compile`."""
+    from anomalyops.pipelines.cli.drift import add_settings_options
+    from anomalyops.pipelines.cli.main import BACKBONE_NAMES, _add_model_options
+
+    pipeline = commands.add_parser("pipeline", help="run or compile Kubeflow pipelines")
+    actions = pipeline.add_subparsers(dest="action", required=True)
+
+    run_parser = actions.add_parser("run", help="run a pipeline locally (kfp.local) or on --host")
+    runs = run_parser.add_subparsers(dest="pipeline", required=True)
+
+    run = runs.add_parser("training", help="validate, train, evaluate, register, deploy")
+    run.add_argument(
+        "--data",
+        help="dataset folder or s3:// / gs:// URI (MVTec AD layout); synthetic when omitted",
+    )
+    run.add_argument("--min-images", type=int, default=10, help="fewest good images accepted")
+    run.add_argument(
+        "--require-uniform-size",
+        action="store_true",
+        help="mixed image resolutions fail validation instead of warning",
+    )
+    run.add_argument("--serve", action="store_true", help="keep the local MLflow UI up after")
+    _add_common_run_options(run)
+    _add_model_options(run)
+    run.set_defaults(func=cmd_pipeline_run)
+
+    retrain = runs.add_parser(
+        "retraining",
+        help="few-shot: extend the champion with k new good images and the reviewed "
+        "predictions, challenge, register, deploy",
+    )
+    retrain.add_argument(
+        "--prediction-log", help="prediction log whose reviewed predictions join the run"
+    )
+    _add_retraining_options(retrain, "k (1 to 16) good images of the new state: a folder "
+                                     "(flat or MVTec layout) or bucket URI")  # fmt: skip
+    retrain.add_argument(
+        "--backbone",
+        choices=BACKBONE_NAMES,
+        default="efficientnet_lite0",
+        help="a new variant's backbone (a champion keeps its own)",
+    )
+    retrain.add_argument("--size", type=int, default=256, help="a new variant's input size")
+    _add_common_run_options(retrain)
+    retrain.set_defaults(func=cmd_pipeline_run)
+
+    drift = runs.add_parser(
+        "drift", help="check the champion's predictions for drift; retrain when an alert rises"
+    )
+    drift.add_argument("--log-db", required=True, help="prediction log (SQLite)")
+    drift.add_argument(
+        "--drift-out", help="verdicts, reports and alert state, shared by runs (default OUT/drift)"
+    )
+    add_settings_options(drift)
+    _add_retraining_options(drift, "recent good images of the line's current state, used "
+                                   "when an alert starts retraining")  # fmt: skip
+    _add_common_run_options(drift)
+    drift.set_defaults(func=cmd_pipeline_run)
+
+    compile_ = actions.add_parser("compile", help="write a pipeline as KFP YAML")
+    compile_.add_argument("pipeline", choices=PIPELINE_NAMES, nargs="?", default="training")
+    compile_.add_argument("--output", help="YAML path (default pipelines/<pipeline>.yaml)")
+    _add_cluster_options(compile_)
+    compile_.set_defaults(func=cmd_pipeline_compile)

@@ -1,0 +1,1 @@
+"""Running pipelines: compile, kfp.local or kfp.Client, process group, step logs."""

@@ -1,0 +1,1 @@
+"""The exported-model contract serving reads: model.json, reference, checks, names."""

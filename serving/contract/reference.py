@@ -1,0 +1,94 @@
+"""What production should look like: kept at training time, read by serving and drift checks.
+
+`reference.json` lies beside `model.json` in a trained model, an export, every Triton
+version folder and the registered version. It holds the anomaly scores of the held-out
+good images (the same images the threshold was calibrated on) and the image statistics
+(serving/images/statistics.py) of every good training image, measured on the model input.
+The drift check compares a window of logged predictions against it; the unusable-frame
+check refuses images whose statistics lie far outside its range.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anomalyops.serving.images.statistics import STATISTICS
+
+REFERENCE_FILE = "reference.json"
+
+
+class ReferenceError(ValueError):
+    """reference.json is missing or malformed; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    scores: list[float]  # held-out good images' anomaly scores
+    statistics: dict[str, list[float]]  # name -> one value per good training image
+
+    def __post_init__(self) -> None:
+        if not self.scores:
+            raise ReferenceError("reference: no held-out scores")
+        missing = [name for name in STATISTICS if not self.statistics.get(name)]
+        if missing:
+            raise ReferenceError(f"reference: statistics {missing} are missing or empty")
+
+    @classmethod
+    def measure(cls, scores: np.ndarray, statistics: list[dict[str, float]]) -> Reference:
+        """From held-out scores and one `image_statistics` dict per training image."""
+        return cls(
+            scores=[float(s) for s in np.asarray(scores).ravel()],
+            statistics={name: [float(row[name]) for row in statistics] for name in STATISTICS},
+        )
+
+    def bounds(self, name: str, margin: float = 0.5) -> tuple[float, float]:
+        """[min - margin·range, max + margin·range] of a statistic over the training images.
+
+        Wide on purpose: this bounds what the model has any business scoring (a black or
+        blown-out frame), not what counts as drift (the drift check does that).
+        """
+        values = np.asarray(self.statistics[name])
+        low, high = float(values.min()), float(values.max())
+        spread = max(high - low, 1e-6 * max(abs(high), 1.0))
+        if name == "sharpness":  # spans orders of magnitude: widen on a log scale
+            log_low, log_high = math.log1p(low), math.log1p(high)
+            log_spread = max(log_high - log_low, 0.1)
+            return (
+                math.expm1(max(log_low - margin * log_spread, 0.0)),
+                math.expm1(log_high + margin * log_spread),
+            )
+        return low - margin * spread, high + margin * spread
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / REFERENCE_FILE
+        path.write_text(json.dumps(asdict(self)))
+        return path
+
+
+def load_reference(directory: str | Path) -> Reference:
+    """The reference of a model, export or version folder (or a reference.json path)."""
+    path = Path(directory)
+    if path.is_dir():
+        path = path / REFERENCE_FILE
+    if not path.is_file():
+        raise ReferenceError(f"{path}: missing; the model was trained before references existed")
+    try:
+        body = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ReferenceError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise ReferenceError(f"{path}: expected a JSON object")
+    scores, statistics = body.get("scores"), body.get("statistics")
+    if not isinstance(scores, list) or not all(isinstance(s, int | float) for s in scores):
+        raise ReferenceError(f"{path}: field 'scores' must be a list of numbers")
+    if not isinstance(statistics, dict):
+        raise ReferenceError(f"{path}: field 'statistics' must be an object")
+    try:
+        return Reference(scores=scores, statistics=statistics)
+    except ReferenceError as error:
+        raise ReferenceError(f"{path}: {error}") from None

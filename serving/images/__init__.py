@@ -1,0 +1,1 @@
+"""Image bytes to model input, image statistics, heat maps."""

@@ -1,0 +1,1 @@
+"""The prediction log, the review page and what it counts."""

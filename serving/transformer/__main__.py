@@ -1,0 +1,5 @@
+"""`python -m anomalyops.serving.transformer`: the KServe transformer's server."""
+
+from anomalyops.serving.transformer.model import main
+
+main()

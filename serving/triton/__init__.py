@@ -1,0 +1,1 @@
+"""Triton: repository, server, front, model control, python backend, client."""

@@ -1,0 +1,166 @@
+"""Planted file-system and model-integrity faults: a one-line error naming the path, no
+partial model, never a traceback (issue #12 items 6 and 7). Copies of real weld data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from anomalyops.pipelines.cli.main import main
+
+FIT = ["--size", "128"]
+
+
+@pytest.fixture(scope="module")
+def model(weld, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "model"
+    assert main(["fit", "--data", str(weld), "--out", str(out), *FIT]) == 0
+    return out
+
+
+def fresh_copy(model: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(model, copy)
+    return copy
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("plant", "expected"),
+    [
+        (lambda out: out.write_text("a file"), "exists and is not a directory"),
+        (lambda out: None, "is not writable"),  # --out under read-only /sys (root ignores modes)
+    ],
+    ids=["out-is-a-file", "out-read-only"],
+)
+def test_bad_out_is_refused_before_any_work(plant, expected, weld, tmp_path, capsys):
+    out = tmp_path / "model"
+    plant(out)
+    if expected == "is not writable":
+        out = Path("/sys/anomalyops-test-model")
+    started = time.monotonic()
+    assert main(["fit", "--data", str(weld), "--out", str(out), *FIT]) == 2
+    assert time.monotonic() - started < 5  # refused before decoding or training
+    line = one_line_error(capsys)
+    assert str(out) in line and expected in line
+
+
+def test_fit_refuses_to_mix_two_models_and_force_replaces_whole(model, weld, tmp_path, capsys):
+    target = fresh_copy(model, tmp_path)
+    (target / "metrics.json").write_text("{}")  # what evaluate left for the old model
+    (target / "report.html").write_text("<html>old</html>")
+    assert main(["fit", "--data", str(weld), "--out", str(target), *FIT]) == 2
+    assert "holds a model; pass --force" in one_line_error(capsys)
+    assert (target / "metrics.json").is_file()  # refused: nothing touched
+    assert main(["fit", "--data", str(weld), "--out", str(target), "--force", *FIT]) == 0
+    assert sorted(p.name for p in target.iterdir()) == [
+        "detector.json", "detector.safetensors", "reference.json", "thresholds.json",
+        "training.json"]  # fmt: skip
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_full_disk_leaves_no_partial_model(weld, tmp_path):
+    """RLIMIT_FSIZE makes the kernel refuse the weights write (EFBIG), like a full disk."""
+    out = tmp_path / "model"
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+        "from anomalyops.pipelines.cli.main import main\n"
+        f"sys.exit(main(['fit', '--data', {str(weld)!r}, '--out', {str(out)!r}, *{FIT!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert f"--out {out}: writing the model failed" in done.stderr
+    assert "nothing was changed there" in done.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_report_that_is_a_directory_is_refused_first(model, weld, tmp_path, capsys):
+    report = tmp_path / "report.html"
+    report.mkdir()
+    assert main(["evaluate", "--model", str(model), "--data", str(weld),
+                 "--report", str(report)]) == 2  # fmt: skip
+    assert f"--report {report} is a directory" in one_line_error(capsys)
+
+
+def test_odd_entries_in_train_good_do_not_break_fit(model, weld, tmp_path, capsys):
+    data = tmp_path / "weld"
+    shutil.copytree(weld, data)
+    (data / "train" / "good" / "x.png").mkdir()
+    os.symlink("loop.png", data / "train" / "good" / "loop.png")  # a symlink to itself
+    out = tmp_path / "model"
+    assert main(["fit", "--data", str(data), "--out", str(out), *FIT]) == 0
+    assert json.loads((out / "training.json").read_text())["train_images"] == 30
+
+
+def _zero_bank(model: Path) -> None:
+    weights = model / "detector.safetensors"
+    raw = bytearray(weights.read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    raw[header:] = bytes(len(raw) - header)
+    weights.write_bytes(bytes(raw))
+
+
+def _truncate(model: Path) -> None:
+    weights = model / "detector.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize(
+    ("plant", "expected"),
+    [
+        (_zero_bank, "does not match"),
+        (_truncate, "does not match"),
+        (lambda m: (m / "detector.json").write_text("[1, 2]"), "detector.json: (top level)"),
+        (lambda m: (m / "thresholds.json").write_text('{"image": {}, "pixel": {"threshold": 1}}'),
+         "thresholds.json: image: 'threshold' is a required property"),
+        (lambda m: (m / "thresholds.json").write_text(
+            '{"image": {"threshold": "47"}, "pixel": {"threshold": 1}}'),
+         "thresholds.json: image.threshold: '47' is not of type 'number'"),
+        (lambda m: (m / "thresholds.json").write_text("{"), "thresholds.json: not readable JSON"),
+    ],
+    ids=["zeroed-bank", "truncated-weights", "config-is-a-list", "threshold-missing",
+         "threshold-string", "thresholds-broken"],
+)  # fmt: skip
+def test_damaged_model_is_a_clear_error(plant, expected, model, weld, tmp_path, capsys):
+    damaged = fresh_copy(model, tmp_path)
+    plant(damaged)
+    image = sorted((weld / "test" / "good").glob("*.png"))[0]
+    assert main(["predict", "--model", str(damaged), str(image)]) == 2
+    line = one_line_error(capsys)
+    assert expected in line and str(damaged) in line
+
+
+def test_onnx_that_does_not_match_model_json_is_not_deployed(model, tmp_path):
+    from anomalyops.components.deploy.export import export
+    from anomalyops.serving.contract.model import ContractError
+    from anomalyops.serving.triton.repository import add_model
+
+    exported = tmp_path / "export"
+    export(model, exported)
+    add_model(tmp_path / "repo", "weld", exported)  # intact: deployed
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"\x08\x07" + (exported / "model.onnx").read_bytes()[2:])
+    shutil.copy(other, exported / "model.onnx")
+    with pytest.raises(ContractError, match=r"model\.onnx: sha256 .* does not match"):
+        add_model(tmp_path / "repo", "weld", exported)
+    assert sorted(p.name for p in (tmp_path / "repo" / "weld").iterdir() if p.is_dir()) == ["1"]
+    with pytest.raises(ValueError, match="Triton model name 'weld\"2' is invalid"):
+        add_model(tmp_path / "repo", 'weld"2', exported)

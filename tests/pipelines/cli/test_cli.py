@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from anomalyops.pipelines.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def model(weld, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "model"
+    assert main(["fit", "--data", str(weld), "--out", str(out)]) == 0
+    return out
+
+
+def test_fit_evaluate_predict(model, weld, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(model), "--data", str(weld)]) == 0
+    assert "image_auroc" in capsys.readouterr().out and (model / "report.html").is_file()
+    images = sorted((weld / "test" / "defective").glob("*.png"))[:2]
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), "--out", str(out), *map(str, images)]) == 0
+    rows = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in rows] == list(map(str, images))
+    assert len(list(out.glob("*_map.png"))) == 2
+
+
+def test_threshold_override_changes_labels(model, weld, capsys):
+    image = str(sorted((weld / "test" / "good").glob("*.png"))[0])
+    main(["predict", "--model", str(model), "--threshold", "0", image])
+    assert "anomalous" in capsys.readouterr().out
+    main(["predict", "--model", str(model), "--threshold", "1e9", image])
+    assert "\tgood" in capsys.readouterr().out
+
+
+def test_bad_inputs_are_clear_errors(model, tmp_path, capsys):
+    assert main(["fit", "--data", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    assert "train/good" in capsys.readouterr().err
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"")
+    assert main(["predict", "--model", str(model), str(broken)]) == 2
+    assert "broken.png: empty file" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path)]) == 2
+
+
+def test_blank_frames_are_unusable_never_good(model, weld, tmp_path, capsys):
+    from PIL import Image
+
+    frames = []
+    for value in (0, 255):  # a dead and a blown-out camera
+        frames.append(tmp_path / f"blank{value}.png")
+        Image.new("RGB", (256, 256), (value,) * 3).save(frames[-1])
+    good = str(sorted((weld / "test" / "good").glob("*.png"))[0])
+    assert main(["predict", "--model", str(model), "--out", str(tmp_path), good,
+                 *map(str, frames)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    rows = json.loads((tmp_path / "predictions.json").read_text())
+    assert [r["label"] for r in rows[1:]] == ["unusable", "unusable"]
+    assert rows[0]["label"] != "unusable" and rows[0]["problems"] == []
+    assert "blank0.png" in err and "brightness 0 outside" in err

@@ -1,0 +1,94 @@
+"""`anomalyops drift check|list` and `log prune` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from drift_log import log_rows, make_reference
+
+from anomalyops.pipelines.cli.drift import duration
+from anomalyops.pipelines.cli.main import main
+from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
+
+
+def test_duration():
+    assert duration("30d") == 30 * 86400 and duration("90m") == 5400 and duration("1.5h") == 5400
+    with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
+        duration("tomorrow")
+
+
+def test_drift_check_prints_where_and_exits_by_verdict(tmp_path, capsys):
+    make_reference(tmp_path)
+    log_db, out = tmp_path / "log.db", tmp_path / "drift"
+
+    check = [
+        "drift",
+        "check",
+        "--variant",
+        "weld",
+        "--log-db",
+        str(log_db),
+        "--reference",
+        str(tmp_path),
+        "--model-version",
+        "4",
+        "--out",
+        str(out),
+        "--window",
+        "200",
+        "--min-samples",
+        "150",
+    ]
+    log_rows(log_db, 50, "4", seed=1)
+    assert main(check) == 0
+    assert "INSUFFICIENT DATA" in capsys.readouterr().out
+    log_rows(log_db, 200, "4", seed=2)
+    assert main(check) == 0
+    printed = capsys.readouterr().out
+    assert "NO DRIFT" in printed and "report: " in printed and "brightness" in printed
+    log_rows(log_db, 200, "4", brightness=125.0, seed=3)
+    assert main(check) == 1  # drifting
+    printed = capsys.readouterr().out
+    assert "weld: DRIFT:" in printed and "alert raised" in printed
+    assert main(["drift", "list", "--variant", "weld", "--out", str(out)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len([line for line in listed if line.startswith("20")]) == 3
+    assert "ALERT" in listed[-2] and listed[-1].strip().endswith("report.html")
+
+    assert (
+        main(
+            [
+                "drift",
+                "check",
+                "--variant",
+                "weld",
+                "--log-db",
+                str(tmp_path / "no.db"),
+                "--reference",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    assert "no prediction log there" in capsys.readouterr().err
+
+
+def test_log_prune_deletes_old_unreviewed_rows(tmp_path, capsys):
+    log_db = tmp_path / "log.db"
+    with PredictionLog(log_db) as log:
+        old, reviewed = log.write(
+            [PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0) for _ in range(2)]
+        )
+        log.mark(reviewed, "false_alarm", "ana")
+        # Age the rows: written now, they are made two months old.
+        aged = (datetime.now(UTC) - timedelta(days=60)).isoformat()
+        log._db.execute("UPDATE predictions SET time = ?", (aged,))
+        log.write([PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0)])
+    assert main(["log", "prune", "--log-db", str(log_db), "--older-than", "30d"]) == 0
+    assert "deleted 1 unreviewed" in capsys.readouterr().out
+    with PredictionLog(log_db) as log:
+        assert log.count() == 2 and log.get(reviewed)["verdict"] == "false_alarm"
+        with pytest.raises(KeyError):
+            log.get(old)

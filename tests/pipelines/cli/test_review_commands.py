@@ -1,0 +1,98 @@
+"""`anomalyops review list | mark | serve` on a real prediction log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from anomalyops.pipelines.cli.main import main
+from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
+from anomalyops.serving.triton.server import free_port
+
+
+@pytest.fixture
+def log_db(tmp_path):
+    path = tmp_path / "predictions.db"
+    with PredictionLog(path) as log:
+        log.write(
+            [
+                PredictionRecord("weld", 21.5, 10.0, "anomalous", 1, 1, 1, line="line-1"),
+                PredictionRecord("weld", 2.0, 10.0, "good", 1, 1, 1, line="line-1"),
+                PredictionRecord("weld", 31.0, 10.0, "anomalous", 1, 1, 1, line="line-2"),
+            ]
+        )
+    return str(path)
+
+
+def test_list_shows_flagged_predictions_with_filters(log_db, capsys):
+    assert main(["review", "list", "--log-db", log_db]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "time", "variant", "line", "model_version", "score",
+                                "threshold", "label", "verdict", "reviewer"]  # fmt: skip
+    assert [line.split()[0] for line in lines[1:]] == ["3", "1"]  # flagged, newest first
+    assert main(["review", "list", "--log-db", log_db, "--line", "line-1", "--label", "any"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["2", "1"]
+
+
+def test_mark_stores_who_and_why_then_list_shows_it(log_db, capsys):
+    args = ["review", "mark", "3", "--log-db", log_db, "--verdict", "false_alarm",
+            "--reviewer", "ana", "--note", "glare on the lens"]  # fmt: skip
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("prediction 3 marked false_alarm by ana at 20")
+    with PredictionLog(log_db) as log:
+        row = log.get(3)
+    assert (row["verdict"], row["reviewer"], row["verdict_note"]) == (
+        "false_alarm", "ana", "glare on the lens"
+    )  # fmt: skip
+    assert main(["review", "list", "--log-db", log_db, "--verdict", "false_alarm"]) == 0
+    [row_line] = capsys.readouterr().out.splitlines()[1:]
+    assert row_line.split()[0] == "3" and row_line.split()[-2:] == ["false_alarm", "ana"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["mark", "99", "--verdict", "false_alarm", "--reviewer", "ana"], "no prediction with id"),
+        (["mark", "1", "--verdict", "false_alarm", "--reviewer", " "], "reviewer must be"),
+        (["list", "--since", "yesterday"], "since: Value error, expected an ISO date"),
+        (["list", "--limit", "1000"], "limit: Input should be less than or equal to 100"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_exit_2(log_db, capsys, args, says):
+    assert main(["review", args[0], "--log-db", log_db, *args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and err.count("\n") == 1
+    with PredictionLog(log_db) as log:
+        assert log.reviewed("weld", "false_alarm") == []
+
+
+def test_a_mistyped_log_path_is_an_error_not_a_new_log(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    assert main(["review", "list", "--log-db", str(missing)]) == 2
+    assert "no prediction log there" in capsys.readouterr().err and not missing.exists()
+
+
+def test_serve_runs_the_review_page(log_db):
+    port = free_port()
+    command = [sys.executable, "-m", "anomalyops.pipelines.cli", "review", "serve",
+               "--log-db", log_db, "--port", str(port), "--variant", "weld"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert "review page on http://127.0.0.1:" in server.stdout.readline()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                        text = page.read().decode()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "review page did not answer"
+                    time.sleep(0.2)
+            assert text.count("<article") == 2 and 'value="weld"' in text
+        finally:
+            server.terminate()
+            server.wait(10)
