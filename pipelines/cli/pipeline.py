@@ -90,7 +90,7 @@ def _collect_reports(run_dir: Path, target: Path, evaluate: str = "evaluate") ->
 @contextlib.contextmanager
 def _tracking(args: argparse.Namespace, out: Path) -> Iterator[str]:
     """--tracking-uri, or a local MLflow server on OUT/mlflow for the run's length."""
-    from anomalyops.components.registry.registry import LocalServer
+    from anomalyops.components.registry.server import LocalServer
 
     if args.tracking_uri:
         yield args.tracking_uri
@@ -235,7 +235,7 @@ def _require_cluster_places(args: argparse.Namespace) -> None:
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
-    from anomalyops.components.registry.registry import RegistryError
+    from anomalyops.components.registry.client import RegistryError
     from anomalyops.pipelines import drift, retraining, training
 
     out = Path(args.out).resolve()
@@ -247,7 +247,7 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     if args.host:
         arguments = _pipeline_arguments(args, out, args.tracking_uri, args.triton_repository)
         return _submit(args, module, arguments)
-    from anomalyops.components.registry.registry import unlock
+    from anomalyops.components.registry.register import unlock
     from anomalyops.pipelines.runner.process_group import stop_children_on_termination
     from anomalyops.pipelines.runner.step_log import StepLog
 
@@ -283,7 +283,7 @@ def _print_drift(
     verdict: dict, args: argparse.Namespace, tracking_uri: str, repository: str, root: Path
 ) -> None:
     """The verdict, where it and the report are kept, and what the retraining changed."""
-    from anomalyops.components.registry.registry import champion_version
+    from anomalyops.components.registry.champion import champion_version
     from anomalyops.pipelines import drift, training
 
     print(f"{verdict['variant']}: {verdict['status'].upper()}: {verdict['reason']}")

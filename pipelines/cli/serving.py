@@ -20,7 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from anomalyops.components.deploy.rollback import RollbackError, rollback
-    from anomalyops.components.registry.registry import RegistryError
+    from anomalyops.components.registry.client import RegistryError
 
     try:
         done = rollback(args.tracking_uri, args.variant, args.repository, args.to, args.triton_url)
