@@ -130,7 +130,7 @@ def add_infer(commands: argparse._SubParsersAction) -> None:
 
 
 def add_export(commands: argparse._SubParsersAction) -> None:
-    from anomalyops.pipelines.cli.main import variant_name
+    from anomalyops.pipelines.cli.options import variant_name
 
     export = commands.add_parser("export", help="export a trained model to ONNX + model.json")
     export.add_argument("--model", required=True, help="directory written by `anomalyops fit`")

@@ -9,7 +9,7 @@ import pytest
 
 from anomalyops.serving.ports import free_port
 from anomalyops.serving.predictions.log import PredictionLog
-from anomalyops.serving.transformer.model import TransformerProcess
+from anomalyops.serving.transformer.server import TransformerProcess
 from anomalyops.serving.triton.repository import add_model
 
 
