@@ -43,8 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from anomalyops.serving.contract.labels import LABELS
+
 SCHEMA_VERSION = 2
-LABELS = ("good", "anomalous", "unusable")
 VERDICTS = ("false_alarm", "confirmed_defect")
 MAX_REVIEWER = 100
 MAX_NOTE = 1000

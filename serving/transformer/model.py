@@ -39,6 +39,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
+from anomalyops.serving.contract.labels import ANOMALOUS, GOOD, label
 from anomalyops.serving.images.decode import (
     DecodeLimits,
     Decoder,
@@ -171,24 +172,24 @@ class AnomalyTransformer(kserve.Model):
         statistics = image_statistics(frame.image)
         problems = served.frames.problems(statistics, frame.source)
         threshold = (frame.override or contract.image_threshold) / frame.sensitivity
-        label = "unusable" if problems else "anomalous" if score > threshold else "good"
+        verdict = label(score, threshold, problems)
         mask = np.where(anomaly_map > contract.pixel_threshold, 255, 0).astype(np.uint8)
         keep = self.settings.keep_images
-        keep_image = keep == "all" or (keep == "flagged" and label != "good")
+        keep_image = keep == "all" or (keep == "flagged" and verdict != GOOD)
         height, width = frame.source
         prediction = {
             "score": score,
             "normalised_score": score / contract.image_threshold,
             "threshold": threshold,
-            "label": label,
+            "label": verdict,
             "problems": problems,
             "model_version": served.number,
             "mask_png": png_base64(mask),
         }
         record = PredictionRecord(
-            self.name, score, threshold, label, **statistics, source_size=f"{width}x{height}",
+            self.name, score, threshold, verdict, **statistics, source_size=f"{width}x{height}",
             model_version=served.number, model_sha256=served.sha256, line=frame.line,
             image=frame.data if keep_image else None, image_suffix=image_suffix(frame.data),
-            anomaly_map=anomaly_map if label == "anomalous" else None,
+            anomaly_map=anomaly_map if verdict == ANOMALOUS else None,
         )  # fmt: skip
         return prediction, record

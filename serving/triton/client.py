@@ -17,6 +17,8 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
+from anomalyops.serving.contract.labels import label
+from anomalyops.serving.contract.model import INPUT_NAME, MAP_OUTPUT, SCORE_OUTPUT
 from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
 from anomalyops.serving.images.statistics import image_statistics
 from anomalyops.serving.retries import call_with_retries
@@ -123,18 +125,18 @@ class TritonClient:
     def infer(self, images: np.ndarray) -> Inference:
         """Raw scores (N), anomaly maps (N×H×W) and the version that answered, for uint8
         N×H×W×3 images (one request: split batches larger than the model's max batch)."""
-        tensor = triton_http.InferInput("image", list(images.shape), "UINT8")
+        tensor = triton_http.InferInput(INPUT_NAME, list(images.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(images), binary_data=True)
         outputs = [
             triton_http.InferRequestedOutput(name, binary_data=True)
-            for name in ("score", "anomaly_map")
+            for name in (SCORE_OUTPUT, MAP_OUTPUT)
         ]
         result = self._call(
             f"infer on {self.model!r}", self.client.infer, self.model, [tensor], outputs=outputs
         )
         version = str(result.get_response().get("model_version", ""))
         return Inference(
-            result.as_numpy("score").reshape(-1), result.as_numpy("anomaly_map")[:, 0], version
+            result.as_numpy(SCORE_OUTPUT).reshape(-1), result.as_numpy(MAP_OUTPUT)[:, 0], version
         )
 
     def score_files(
@@ -178,8 +180,6 @@ class TritonClient:
                 result.version = version
                 if served:
                     result.problems = served.frames.problems(image_statistics(image), source)
-                if result.problems:
-                    result.label = "unusable"
-                elif limit is not None:
-                    result.label = "anomalous" if score > limit else "good"
+                if result.problems or limit is not None:
+                    result.label = label(float(score), limit, result.problems)
         return results
