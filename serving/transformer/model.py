@@ -45,7 +45,6 @@ from anomalyops.serving.images.decode import (
     Decoder,
     ImageDecodeError,
     png_base64,
-    resize,
 )
 from anomalyops.serving.images.statistics import image_statistics
 from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
@@ -141,11 +140,9 @@ class AnomalyTransformer(kserve.Model):
         size = self.current.contract.input_size
         for frame in frames:
             try:
-                image = self.decode(frame.data, frame.where)
+                frame.image, frame.source = self.decode.resized(frame.data, frame.where, size)
             except ImageDecodeError as error:
                 raise InvalidInput(str(error)) from None
-            frame.source = image.shape[:2]
-            frame.image = resize(image, size)
 
     def _infer(self, frames: list[Frame]) -> None:
         for start in range(0, len(frames), self.max_batch):
@@ -153,7 +150,11 @@ class AnomalyTransformer(kserve.Model):
             try:
                 scores, maps, number = self.client.infer(np.stack([f.image for f in chunk]))
                 served = self.current = self.versions.get(number)
-            except (InferenceError, VersionError) as error:
+            except InferenceError as error:
+                if error.unavailable:  # Triton restarting: the plant should retry (503)
+                    raise kserve.errors.ServerNotReady(str(error)) from None
+                raise kserve.errors.InferenceError(str(error)) from None
+            except VersionError as error:
                 raise kserve.errors.InferenceError(str(error)) from None
             for frame, score, anomaly_map in zip(chunk, scores, maps, strict=True):
                 frame.score, frame.anomaly_map, frame.version = float(score), anomaly_map, served

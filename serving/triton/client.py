@@ -32,7 +32,15 @@ RETRYABLE_STATUS = {"429", "502", "503", "504"}
 
 
 class InferenceError(RuntimeError):
-    """Triton refused or could not answer a request; the message says why."""
+    """Triton refused or could not answer a request; the message says why.
+
+    UNAVAILABLE: Triton did not answer (down, restarting, 502-504 after the retries), as
+    opposed to refusing the request; a server passes that on as 503, not 500.
+    """
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class Inference(NamedTuple):
@@ -95,6 +103,9 @@ class TritonClient:
                                      self.retries + 1, self.backoff, _retryable, log)  # fmt: skip
         except Exception as error:
             message = error.message() if hasattr(error, "message") else str(error)
+            if _retryable(error):
+                down = f"Triton at {self.url} is not answering ({what}: {message}); retry shortly"
+                raise InferenceError(down, unavailable=True) from None
             raise InferenceError(f"{what} at {self.url}: {message}") from None
 
     def config(self) -> dict:
