@@ -80,7 +80,7 @@ test: $(STAMP) $(TRITON_STAMP) $(HELM) browser lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python tests/benchmarks/detectors.py
+	$(BIN)/python tests/benchmarks/detectors.py --variants default,coreset1,raw
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

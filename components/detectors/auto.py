@@ -4,7 +4,7 @@
   working size near native resolution (tiling.working_size); smaller ones are resized.
 - Intensity standardisation: on where the good images' brightness varies from shot to
   shot (coefficient of variation of per-image mean grey > LIGHTING_SPREAD): magnetic_tile
-  0.17 and weld 0.20 against 0.01–0.04 for bottle, transistor and macaroni1.
+  0.32 and weld 0.20 against 0.01–0.04 for bottle, transistor and macaroni1.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def test_one_first_stage_pick_per_chunk_share_would_miss_modes(monkeypatch):
     features, owner = rare_modes()
     monkeypatch.setattr(sampler, "OVERSAMPLE", 1)
     picked = greedy_coreset(features, 0.01, progress=False)
-    assert len(set(owner[picked].tolist()) - {-1}) < 200
+    covered = len(set(owner[picked].tolist()) - {-1})
+    assert covered <= 180, covered  # 164 of 200 measured (sampler.py's docstring, README)
 
 
 def test_greedy_covers_outliers_better_than_random():
