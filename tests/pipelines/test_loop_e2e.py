@@ -28,7 +28,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -46,6 +50,7 @@ DEFECTS = 8  # real defective parts of the new state that QA confirms
 TURN = 15.0  # degrees: the shifted production is the same parts in a turned fixture
 UNCHANGED_WINDOWS = 3
 TIMEOUT = 600  # seconds per request: the shared 2-core machine can be very loaded
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "loop.json"
 
 
 def png(image: np.ndarray) -> bytes:
@@ -78,6 +83,7 @@ def test_drift_retrains_and_the_new_champion_is_served(weld, tmp_path, champion,
 
     from anomalyops.pipelines.drift import run_local
 
+    started = time.monotonic()
     repository, log_db, drift_out = tmp_path / "repository", tmp_path / "log.db", tmp_path / "drift"
     good = [np.asarray(Image.open(p).convert("RGB"))
             for p in sorted((weld / "test" / "good").glob("*.png"))]  # fmt: skip
@@ -169,3 +175,20 @@ def test_drift_retrains_and_the_new_champion_is_served(weld, tmp_path, champion,
     verdicts = sorted((drift_out / "weld").glob("*/verdict.json"))
     assert len(verdicts) == UNCHANGED_WINDOWS + 2
     assert sum(json.loads(p.read_text())["drift"] for p in verdicts) == 1
+    # The numbers the README quotes, written where a reader can check them.
+    tags = {v: client.get_model_version("weld", v).tags for v in ("1", "2")}
+    auroc = {v: float(tags[v]["image_auroc"]) for v in tags}
+    assert auroc["2"] >= auroc["1"]  # the gate promoted v2 on the same evaluation set
+    assert tags["1"]["eval_dataset_sha256"] == tags["2"]["eval_dataset_sha256"]
+    RESULTS.write_text(json.dumps({
+        "test": "tests/pipelines/test_loop_e2e.py",
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True, cwd=RESULTS.parent).stdout.strip(),
+        "load_average_1m": os.getloadavg()[0],
+        "seconds": round(time.monotonic() - started, 1),
+        "unchanged_ratios": ratios, "shifted_ratio": result["ratio"],
+        "after_retraining_ratio": final["ratio"],
+        "image_auroc": {"v1": auroc["1"], "v2": auroc["2"]},
+        "turned_good_labelled_good": {"v1": float(v1_good), "v2": float(v2_good)},
+    }, indent=1) + "\n")  # fmt: skip
