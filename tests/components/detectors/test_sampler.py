@@ -36,6 +36,18 @@ def test_two_stage_covers_rare_modes_like_global_greedy():
     assert two_stage <= 1.5 * greedy, (two_stage, greedy)
 
 
+def test_a_large_union_is_chosen_in_parts_with_exact_count_and_coverage(monkeypatch):
+    """Past SECOND_STAGE_MAX candidates the second stage runs in parts (linear cost): the
+    count stays exact, picks unique, and rare modes and the radius hold up."""
+    features, owner = rare_modes()
+    exact = greedy_coreset(features, 0.05, chunk_size=len(features), progress=False)
+    monkeypatch.setattr(sampler, "SECOND_STAGE_MAX", 1500)  # the 6 k-candidate union: 4 parts
+    picked = greedy_coreset(features, 0.05, progress=False)
+    assert len(picked) == len(exact) == 1500 and len(picked.unique()) == 1500
+    assert len(set(owner[picked].tolist()) - {-1}) == 200
+    assert coreset_radius(features, picked) <= 1.5 * coreset_radius(features, exact)
+
+
 def test_one_first_stage_pick_per_chunk_share_would_miss_modes(monkeypatch):
     # The old scheme (ratio × chunk per chunk, no second stage) is what OVERSAMPLE = 1
     # reduces to: it leaves rare modes uncovered, so the test above can fail.
