@@ -48,7 +48,10 @@ def postgres_server(port: int) -> Iterator[str]:
     data = folder / "data"
     _run([str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
           "--no-sync", "-E", "UTF8"], as_postgres)  # fmt: skip
-    options = f"-k {folder} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c max_connections=200"
+    options = (
+        f"-k {folder} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off"
+        " -c max_connections=200"
+    )
     pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data), "-w", "-t", "60"]
     _run([*pg_ctl, "-o", f"'{options}'", "-l", str(folder / "log"), "start"], as_postgres)
     try:

@@ -35,6 +35,7 @@ only) are migrated in place on open.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import (
@@ -125,8 +126,9 @@ def database_url(location: str | Path) -> str:
         return f"sqlite:///{Path(text_location)}"
     try:
         url = make_url(text_location)
-    except ArgumentError:
-        raise ValueError(f"{location}: not a database URL") from None
+    except (ArgumentError, ValueError) as error:
+        shown = re.sub(r"://[^@/]*@", "://***@", text_location)  # no password in messages
+        raise ValueError(f"{shown}: not a database URL ({error})") from None
     if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     if url.drivername == "sqlite" and url.database:

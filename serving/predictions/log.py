@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from anomalyops.serving.predictions.database import (
     LABELS,
@@ -108,6 +108,11 @@ class PredictionLog:
         self._engine = connect(self.url, create)
         try:
             migrate(self._engine, self.where, create)
+        except OperationalError as error:
+            self._engine.dispose()
+            reason = str(error.orig or error).strip().splitlines()[0]
+            message = f"{self.where}: cannot open the prediction log: {reason}"
+            raise ConnectionError(message) from None
         except BaseException:
             self._engine.dispose()
             raise
