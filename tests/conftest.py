@@ -75,7 +75,7 @@ def s3_server():
     import time
     import urllib.request
 
-    from anomalyops.serving.triton.server import free_port
+    from anomalyops.serving.ports import free_port
 
     executable = Path(sys.executable).with_name("moto_server")
     if not executable.exists() and shutil.which("moto_server") is None:

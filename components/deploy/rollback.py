@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from anomalyops.components.registry.registry import champion_version, set_champion
+from anomalyops.components.registry.champion import champion_version, set_champion
 from anomalyops.serving.triton.model_control import ModelControlError, switch_version
 from anomalyops.serving.triton.repository import model_lock, versions
 

@@ -37,15 +37,15 @@ def local_reference(path: str | Path) -> ReferenceSource:
 
 def champion_reference(tracking_uri: str, variant: str, scratch: str | Path) -> ReferenceSource:
     """The champion's reference.json, as registered (its run's `export/reference.json`)."""
-    from anomalyops.components.registry.registry import (
+    from anomalyops.components.registry.client import (
         CHAMPION,
         EXPORT_PATH,
         RegistryError,
-        _client,
+        mlflow_client,
         with_retries,
     )
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     try:
         version = with_retries(
             "read champion", lambda: client.get_model_version_by_alias(variant, CHAMPION)

@@ -30,7 +30,7 @@ def challenge_step(
     from anomalyops.components.data.feedback import DEFECTS, NORMAL, feedback_images
     from anomalyops.components.data.storage import download
     from anomalyops.components.evaluation.challenge import challenge
-    from anomalyops.components.registry.registry import record_evaluation
+    from anomalyops.components.registry.champion import record_evaluation
     from anomalyops.components.steps.evaluate import sample_maps
     from anomalyops.components.training.fewshot import normal_samples
 

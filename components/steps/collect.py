@@ -20,7 +20,7 @@ def collect_step(
 ) -> dict:
     """Fill BASE_DIR with the champion's model and FEEDBACK_DIR with reviewed images."""
     from anomalyops.components.data.feedback import collect_feedback
-    from anomalyops.components.registry.registry import download_champion_model
+    from anomalyops.components.registry.champion import download_champion_model
 
     champion = download_champion_model(tracking_uri, variant, base_dir)
     Path(base_dir).mkdir(parents=True, exist_ok=True)

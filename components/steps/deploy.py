@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from anomalyops.components.registry.registry import champion_version, download_export, set_champion
+from anomalyops.components.registry.champion import champion_version, download_export, set_champion
 from anomalyops.components.steps import component
 from anomalyops.serving.contract.model import ContractError, load_contract
 from anomalyops.serving.triton.model_control import ModelControlError, switch_version

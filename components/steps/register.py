@@ -1,10 +1,10 @@
-"""Register step: log to MLflow and gate promotion (anomalyops.components.registry.registry)."""
+"""Register step: log to MLflow and gate promotion (components/registry/register.py)."""
 
 from pathlib import Path
 
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model
 
-from anomalyops.components.registry.registry import Decision, register
+from anomalyops.components.registry.register import Decision, register
 from anomalyops.components.steps import component
 
 

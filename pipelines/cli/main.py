@@ -17,33 +17,13 @@ from anomalyops.pipelines.cli import drift as drift_commands
 from anomalyops.pipelines.cli import pipeline as pipeline_commands
 from anomalyops.pipelines.cli import review as review_commands
 from anomalyops.pipelines.cli import serving as serving_commands
+from anomalyops.pipelines.cli.options import (
+    BACKBONE_NAMES,
+    add_model_options,
+    model_settings,
+)
 
 log = logging.getLogger("anomalyops")
-# The registries' names, spelled out so that building the parser imports no torch;
-# a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
-DETECTOR_KINDS = ("padim", "patchcore")
-BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
-
-
-def variant_name(value: str) -> str:
-    """argparse type for variant/model names: the one rule in serving/contract/names.py."""
-    from anomalyops.serving.contract.names import InvalidNameError, check_name
-
-    try:
-        return check_name(value)
-    except InvalidNameError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _settings(args: argparse.Namespace) -> dict:
-    settings = {"backbone": args.backbone}
-    if args.size is not None:
-        settings["input_size"] = (args.size, args.size)
-    if args.standardise is not None:
-        settings["standardise"] = args.standardise
-    if args.detector == "patchcore" and args.coreset is not None:
-        settings["coreset_ratio"] = args.coreset
-    return settings
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -56,7 +36,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         args.detector,
-        _settings(args),
+        model_settings(args),
         args.calibration_fraction,
         args.fpr,
         on_error=args.on_error,
@@ -170,7 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Path(args.data) if args.data else make_synthetic_dataset(Path(tempfile.mkdtemp()) / "parts")
     )
     print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
-    settings = _settings(args)
+    settings = model_settings(args)
     # A demo reruns into the same folder: replacing its own previous model is the point.
     result = train(data, out / "model", args.detector, settings, args.calibration_fraction,
                    args.fpr, force=True)  # fmt: skip
@@ -179,31 +159,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(as_table(metrics))
     print(f"model: {(out / 'model').resolve()}\nreport: {(out / 'report.html').resolve()}")
     return 0
-
-
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
-    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
-    parser.add_argument(
-        "--size",
-        type=int,
-        help="square input size in pixels (default: 256, or tiles near native resolution "
-        "for images over four times that area)",
-    )
-    parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.1)")
-    parser.add_argument(
-        "--standardise",
-        action=argparse.BooleanOptionalAction,
-        help="standardise each image's intensity (default: on where train/good brightness "
-        "varies by more than 10 %%)",
-    )
-    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
-    parser.add_argument(
-        "--calibration-fraction",
-        type=float,
-        default=0.2,
-        help="share of train/good held out to set the threshold",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="skip",
         help="skip corrupt images with a warning, or stop",
     )
-    _add_model_options(fit)
+    add_model_options(fit)
     fit.set_defaults(func=cmd_fit)
 
     adapt = commands.add_parser(
@@ -256,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="train and evaluate end to end")
     demo.add_argument("--data", help="dataset folder; synthetic parts when omitted")
     demo.add_argument("--out", default="runs/demo")
-    _add_model_options(demo)
+    add_model_options(demo)
     demo.set_defaults(func=cmd_demo)
     serving_commands.add_serve(commands)
     serving_commands.add_rollback(commands)

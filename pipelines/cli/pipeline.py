@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from anomalyops.serving.triton.repository import FLAVOURS
@@ -21,14 +19,14 @@ PIPELINE_NAMES = ("training", "retraining", "drift")
 
 
 def _arguments(args: argparse.Namespace, data: str, tracking_uri: str, repository: str) -> dict:
-    from anomalyops.pipelines.cli.main import _settings
+    from anomalyops.pipelines.cli.options import model_settings
 
     return {
         "data": str(data),
         "variant": args.variant,
         "tracking_uri": tracking_uri,
         "detector": args.detector,
-        "settings_json": json.dumps(_settings(args)),
+        "settings_json": json.dumps(model_settings(args)),
         "target_fpr": args.fpr,
         "calibration_fraction": args.calibration_fraction,
         "min_images": args.min_images,
@@ -67,96 +65,6 @@ def _data(args: argparse.Namespace, out: Path) -> str:
         make_synthetic_dataset(root)
     print(f"data: {root} (synthetic parts, demo only; pass --data for a real folder)")
     return str(root.resolve())
-
-
-def _task_folder(run_dir: Path, task: str) -> Path:
-    return run_dir / f"{task}-component"
-
-
-def _collect_reports(run_dir: Path, target: Path, evaluate: str = "evaluate") -> Path:
-    """Copy the reports out of KFP's artifact folders under names a browser opens.
-
-    EVALUATE is the task that wrote the evaluation (retraining: `challenge`).
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_task_folder(run_dir, "validate") / "report", target / "validation.html")
-    shutil.copyfile(_task_folder(run_dir, evaluate) / "report", target / "evaluation.html")
-    maps = _task_folder(run_dir, evaluate) / "maps"
-    if maps.is_dir():  # retraining without eval data draws none
-        shutil.copytree(maps, target / "sample_maps", dirs_exist_ok=True)
-    return target
-
-
-@contextlib.contextmanager
-def _tracking(args: argparse.Namespace, out: Path) -> Iterator[str]:
-    """--tracking-uri, or a local MLflow server on OUT/mlflow for the run's length."""
-    from anomalyops.components.registry.registry import LocalServer
-
-    if args.tracking_uri:
-        yield args.tracking_uri
-        return
-    server = LocalServer(out / "mlflow").start()
-    print(f"MLflow UI: {server.uri} (local server, store {out / 'mlflow'})")
-    try:
-        yield server.uri
-        store = (out / "mlflow").resolve()
-        print(
-            "browse the registry later: mlflow server --port 5000 "
-            f"--backend-store-uri sqlite:///{store / 'mlflow.db'} "
-            f"--artifacts-destination {store / 'artifacts'}"
-        )
-        if getattr(args, "serve", False):
-            print(f"MLflow UI at {server.uri}; Ctrl-C to stop")
-            with contextlib.suppress(KeyboardInterrupt):
-                server.process.wait()
-    finally:
-        server.stop()
-
-
-def _failed(error: Exception, run_dir: Path | None, out: Path, step_error: str | None) -> int:
-    """Say a local run failed, first in the failing step's own words, and where its
-    validation report is when validation stopped it."""
-    from anomalyops.pipelines.runner.step_log import ANSI
-
-    message = ANSI.sub("", str(error))
-    if step_error:
-        message = f"{message}\n{step_error}"
-    report = _task_folder(run_dir, "validate") / "report" if run_dir else None
-    print(f"error: pipeline failed: {message}", file=sys.stderr)
-    if run_dir:
-        print(f"step outputs: {run_dir}", file=sys.stderr)
-    if report and report.is_file():
-        shutil.copyfile(report, out / "validation.html")
-        print(f"validation report: {out / 'validation.html'}", file=sys.stderr)
-    return 2
-
-
-def _print_outcome(result, out: Path, evaluate: str) -> None:
-    """Where a training or retraining run put its reports, model and deployment."""
-    decision = result.decision
-    status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
-    print(f"pipeline finished in {result.seconds:.1f} s; step outputs in {result.run_dir}")
-    reports = _collect_reports(result.run_dir, out / "reports" / result.run_dir.name, evaluate)
-    print(f"validation report: {reports / 'validation.html'}")
-    print(f"evaluation report: {reports / 'evaluation.html'}")
-    if (reports / "sample_maps").is_dir():
-        print(f"sample anomaly maps: {reports / 'sample_maps'}")
-    print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
-    print(f"champion of {decision['variant']}: version {decision['champion']}")
-    _print_deployment(result.deployment)
-
-
-def _print_deployment(deployment: dict) -> None:
-    if deployment["deployed"]:
-        print(
-            f"Triton repository: {deployment['repository']} (model {deployment['model']} "
-            f"version {deployment['triton_version']}, {deployment['flavour']} flavour): "
-            f"{deployment['reason']}"
-        )
-        if deployment["flavour"] == "python" and "loaded by Triton" not in deployment["reason"]:
-            print(f"serve it: anomalyops serve --repository {deployment['repository']}")
-    else:
-        print(f"Triton repository: {deployment['repository']} not changed: {deployment['reason']}")
 
 
 def _local(value: str) -> str:
@@ -235,7 +143,7 @@ def _require_cluster_places(args: argparse.Namespace) -> None:
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
     """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
-    from anomalyops.components.registry.registry import RegistryError
+    from anomalyops.components.registry.client import RegistryError
     from anomalyops.pipelines import drift, retraining, training
 
     out = Path(args.out).resolve()
@@ -247,14 +155,19 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     if args.host:
         arguments = _pipeline_arguments(args, out, args.tracking_uri, args.triton_repository)
         return _submit(args, module, arguments)
-    from anomalyops.components.registry.registry import unlock
+    from anomalyops.components.registry.register import unlock
     from anomalyops.pipelines.runner.process_group import stop_children_on_termination
     from anomalyops.pipelines.runner.step_log import StepLog
+    from anomalyops.pipelines.runner.summary import print_drift, print_failure, print_outcome
+    from anomalyops.pipelines.runner.tracking import tracking_server
 
     repository = str(Path(args.triton_repository or out / "triton-repository").resolve())
     pipeline_root = out / "kfp"
     step_log = StepLog(sys.stdout)
-    with stop_children_on_termination(), _tracking(args, out) as tracking_uri:
+    with (
+        stop_children_on_termination(),
+        tracking_server(args.tracking_uri, out, getattr(args, "serve", False)) as tracking_uri,
+    ):
         if args.force_unlock:
             locks, versions = unlock(tracking_uri, args.variant)
             print(f"force-unlock {args.variant}: removed locks {locks or 'none'}, "
@@ -268,39 +181,15 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
                     result = module.run_local(arguments, pipeline_root)
         except RuntimeError as error:
             run_dir = training.latest_run(pipeline_root, module.PIPELINE_NAME)
-            return _failed(error, run_dir, out, step_log.step_error())
+            return print_failure(error, run_dir, out, step_log.step_error())
         except RegistryError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         if args.pipeline == "drift":
-            _print_drift(verdict, args, tracking_uri, repository, pipeline_root)
+            print_drift(verdict, args, tracking_uri, repository, pipeline_root)
         else:
-            _print_outcome(result, out, "evaluate" if args.pipeline == "training" else "challenge")
+            print_outcome(result, out, "evaluate" if args.pipeline == "training" else "challenge")
     return 0
-
-
-def _print_drift(
-    verdict: dict, args: argparse.Namespace, tracking_uri: str, repository: str, root: Path
-) -> None:
-    """The verdict, where it and the report are kept, and what the retraining changed."""
-    from anomalyops.components.registry.registry import champion_version
-    from anomalyops.pipelines import drift, training
-
-    print(f"{verdict['variant']}: {verdict['status'].upper()}: {verdict['reason']}")
-    print(f"drift verdict: {verdict['verdict_path']}")
-    if verdict.get("report_path"):
-        print(f"drift report: {verdict['report_path']}")
-    out = Path(verdict["verdict_path"]).parents[2]
-    print(f"every check: anomalyops drift list --variant {args.variant} --out {out}")
-    run_dir = training.latest_run(root, drift.PIPELINE_NAME)
-    if not verdict["drift"]:
-        print(f"no alert raised: no retraining; step outputs in {run_dir}")
-        return
-    champion = champion_version(tracking_uri, args.variant)
-    served = Path(repository) / args.variant / str(champion)
-    print(f"ALERT raised: retraining ran; step outputs in {run_dir}")
-    print(f"champion of {args.variant}: version {champion} (registry {tracking_uri})")
-    print(f"Triton repository: {served if served.is_dir() else repository}")
 
 
 def cmd_pipeline_compile(args: argparse.Namespace) -> int:
@@ -328,7 +217,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
     """Registry, deploy and cluster options every pipeline run takes."""
-    from anomalyops.pipelines.cli.main import variant_name
+    from anomalyops.pipelines.cli.options import variant_name
 
     parser.add_argument(
         "--variant",
@@ -392,7 +281,7 @@ def _add_retraining_options(parser: argparse.ArgumentParser, new_good_help: str)
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     """Register `pipeline run training|retraining|drift` and `pipeline compile`."""
     from anomalyops.pipelines.cli.drift import add_settings_options
-    from anomalyops.pipelines.cli.main import BACKBONE_NAMES, _add_model_options
+    from anomalyops.pipelines.cli.options import BACKBONE_NAMES, add_model_options
 
     pipeline = commands.add_parser("pipeline", help="run or compile Kubeflow pipelines")
     actions = pipeline.add_subparsers(dest="action", required=True)
@@ -413,7 +302,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--serve", action="store_true", help="keep the local MLflow UI up after")
     _add_common_run_options(run)
-    _add_model_options(run)
+    add_model_options(run)
     run.set_defaults(func=cmd_pipeline_run)
 
     retrain = runs.add_parser(

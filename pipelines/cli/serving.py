@@ -20,7 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from anomalyops.components.deploy.rollback import RollbackError, rollback
-    from anomalyops.components.registry.registry import RegistryError
+    from anomalyops.components.registry.client import RegistryError
 
     try:
         done = rollback(args.tracking_uri, args.variant, args.repository, args.to, args.triton_url)
@@ -130,7 +130,7 @@ def add_infer(commands: argparse._SubParsersAction) -> None:
 
 
 def add_export(commands: argparse._SubParsersAction) -> None:
-    from anomalyops.pipelines.cli.main import variant_name
+    from anomalyops.pipelines.cli.options import variant_name
 
     export = commands.add_parser("export", help="export a trained model to ONNX + model.json")
     export.add_argument("--model", required=True, help="directory written by `anomalyops fit`")

@@ -1,5 +1,5 @@
 """`python -m anomalyops.serving.transformer`: the KServe transformer's server."""
 
-from anomalyops.serving.transformer.model import main
+from anomalyops.serving.transformer.server import main
 
 main()

@@ -38,6 +38,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anomalyops.serving.ports import free_port
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -95,12 +97,6 @@ def _venv_facts(venv: Path) -> dict[str, str]:
         " 'version': '%d.%d' % sys.version_info[:2]}))"
     )
     return json.loads(subprocess.run([python, "-c", code], capture_output=True, check=True).stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PortInUseError(RuntimeError):

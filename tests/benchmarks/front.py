@@ -25,8 +25,8 @@ import tritonclient.http as triton_http
 from anomalyops.components.deploy.export import export
 from anomalyops.components.training.train import train
 from anomalyops.serving.images.decode import load_image
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.triton.repository import build_repository
-from anomalyops.serving.triton.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))

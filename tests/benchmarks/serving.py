@@ -33,10 +33,11 @@ import httpx
 import numpy as np
 
 from anomalyops.serving.images.decode import load_image
-from anomalyops.serving.transformer.model import TransformerProcess
+from anomalyops.serving.ports import free_port
+from anomalyops.serving.transformer.server import TransformerProcess
 from anomalyops.serving.triton.client import TritonClient
 from anomalyops.serving.triton.repository import build_repository
-from anomalyops.serving.triton.server import TritonServer, free_port
+from anomalyops.serving.triton.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
 WELD = (

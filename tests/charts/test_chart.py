@@ -179,7 +179,7 @@ def test_transformer_serves_the_line_variant_from_the_same_repository(render):
 
 
 def test_the_transformer_accepts_the_flags_chart_and_kserve_pass(render):
-    """The chart's and KServe's flags exist in serving/transformer/model.py's own parser."""
+    """The chart's and KServe's flags exist in serving/transformer/server.py's own parser."""
     result = subprocess.run(
         [sys.executable, "-m", "anomalyops.serving.transformer", "--help"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -12,7 +12,8 @@ def champion(weld, tmp_path):
     """weld v1 trained, registered and deployed (in-process steps, real MLflow server)."""
     from anomalyops.components.data.datasets import FolderDataset
     from anomalyops.components.deploy.export import export
-    from anomalyops.components.registry.registry import LocalServer, register
+    from anomalyops.components.registry.register import register
+    from anomalyops.components.registry.server import LocalServer
     from anomalyops.components.steps.deploy import deploy_step
     from anomalyops.components.training.train import train
 

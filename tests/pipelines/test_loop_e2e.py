@@ -37,9 +37,9 @@ from PIL import Image
 
 from anomalyops.components.data.augment import rotate
 from anomalyops.components.steps.drift import drift_step
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.predictions.log import PredictionLog
-from anomalyops.serving.transformer.model import TransformerProcess
-from anomalyops.serving.triton.server import free_port
+from anomalyops.serving.transformer.server import TransformerProcess
 
 SHOTS = 8  # good images of the new state the retraining gets
 DEFECTS = 8  # real defective parts of the new state that QA confirms

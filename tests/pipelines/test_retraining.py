@@ -49,7 +49,7 @@ def test_retraining_adapts_the_champion_to_a_turned_fixture(
 ):
     from mlflow import MlflowClient
 
-    from anomalyops.components.registry.registry import CHAMPION
+    from anomalyops.components.registry.client import CHAMPION
     from anomalyops.pipelines.retraining import run_local
     from anomalyops.serving.contract.model import load_contract
     from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord

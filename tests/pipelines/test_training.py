@@ -93,7 +93,8 @@ def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
     import numpy as np
     from mlflow import MlflowClient
 
-    from anomalyops.components.registry.registry import CHAMPION, LocalServer
+    from anomalyops.components.registry.client import CHAMPION
+    from anomalyops.components.registry.server import LocalServer
     from anomalyops.components.steps.deploy import deploy_step
     from anomalyops.components.steps.register import register_step
     from anomalyops.serving.contract.model import load_contract

@@ -14,7 +14,7 @@ import pytest
 def _serve(app, **config) -> Iterator[str]:
     import uvicorn
 
-    from anomalyops.serving.triton.server import free_port
+    from anomalyops.serving.ports import free_port
 
     port = free_port()
     settings = {"host": "127.0.0.1", "port": port, "log_level": "warning", **config}

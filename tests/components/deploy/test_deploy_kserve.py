@@ -17,7 +17,8 @@ from kube_api import ISVC, PLURAL, FakeKServe, KubeApi
 from anomalyops.components.data.storage import parse_bucket_uri
 from anomalyops.components.deploy.export import export
 from anomalyops.components.deploy.kserve import custom_objects_api
-from anomalyops.components.registry.registry import LocalServer, register
+from anomalyops.components.registry.register import register
+from anomalyops.components.registry.server import LocalServer
 from anomalyops.components.steps.deploy import deploy_step
 from anomalyops.serving.contract.model import load_contract
 

@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from anomalyops.components.registry.registry import (
-    CHALLENGER,
-    CHAMPION,
-    LocalServer,
-    RegistryError,
-    compare,
-    register,
-)
+from anomalyops.components.registry.client import CHALLENGER, CHAMPION, RegistryError, mlflow_client
+from anomalyops.components.registry.promotion import compare
+from anomalyops.components.registry.register import register
+from anomalyops.components.registry.server import LocalServer
 
 GOOD = {"image_auroc": 0.90, "false_positive_rate": 0.10, "image_f1": 0.8}
 EVAL_HASH = "e" * 64
@@ -227,11 +223,11 @@ def test_mlflow_killed_after_version_creation_then_next_run_succeeds(model_dir, 
 
 def test_live_lock_is_waited_for_then_named_and_force_unlock_clears_it(server, model_dir):
     from anomalyops.components.registry.lock import LockError, VariantLock
-    from anomalyops.components.registry.registry import _client, unlock
+    from anomalyops.components.registry.register import unlock
 
-    holder = VariantLock(_client(server.uri), "held", lease_s=600).acquire()
+    holder = VariantLock(mlflow_client(server.uri), "held", lease_s=600).acquire()
     holder._stop.set()  # a hung run: holds a long lease, renews no more
-    contender = VariantLock(_client(server.uri), "held", wait_s=1.0)
+    contender = VariantLock(mlflow_client(server.uri), "held", wait_s=1.0)
     with pytest.raises(LockError, match=r"_lock\.held\.1 \(owner .*still held.*--force-unlock"):
         contender.acquire()
     removed, rolled = unlock(server.uri, "held")
@@ -246,15 +242,14 @@ def test_expired_lock_is_taken_over_by_exactly_one_contender(server):
     import threading
 
     from anomalyops.components.registry.lock import VariantLock, lock_states
-    from anomalyops.components.registry.registry import _client
 
-    c = _client(server.uri)
+    c = mlflow_client(server.uri)
     c.create_registered_model("_lock.race2.1", tags={"owner": "dead", "expires": "0"})
     won, lost = [], []
 
     def contend() -> None:
         try:
-            won.append(VariantLock(_client(server.uri), "race2", wait_s=1.5).acquire())
+            won.append(VariantLock(mlflow_client(server.uri), "race2", wait_s=1.5).acquire())
         except RuntimeError as error:
             lost.append(str(error))
 

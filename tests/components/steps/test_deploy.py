@@ -17,7 +17,9 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 
-from anomalyops.components.registry.registry import LocalServer, champion_version, register
+from anomalyops.components.registry.champion import champion_version
+from anomalyops.components.registry.register import register
+from anomalyops.components.registry.server import LocalServer
 from anomalyops.components.steps.deploy import DeployError, deploy_step
 from anomalyops.pipelines.cli.main import main
 from anomalyops.serving.contract.checksums import file_sha256

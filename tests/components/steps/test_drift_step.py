@@ -9,7 +9,8 @@ import pytest
 from drift_log import log_rows, make_reference
 
 from anomalyops.components.drift.reference import champion_reference, local_reference
-from anomalyops.components.registry.registry import LocalServer, RegistryError
+from anomalyops.components.registry.client import RegistryError
+from anomalyops.components.registry.server import LocalServer
 from anomalyops.components.steps.drift import drift_step, report_html
 from anomalyops.serving.contract.reference import ReferenceError
 

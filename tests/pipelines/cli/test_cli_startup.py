@@ -39,7 +39,7 @@ def test_answers_in_under_a_second_without_the_stack(args, code, expected):
 def test_parser_choices_match_the_registries():
     from anomalyops.components.detectors import DETECTORS
     from anomalyops.components.detectors.backbones import BACKBONES
-    from anomalyops.pipelines.cli.main import BACKBONE_NAMES, DETECTOR_KINDS
+    from anomalyops.pipelines.cli.options import BACKBONE_NAMES, DETECTOR_KINDS
 
     assert tuple(sorted(DETECTORS)) == DETECTOR_KINDS
     assert tuple(sorted(BACKBONES)) == BACKBONE_NAMES

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 
 from anomalyops.pipelines.cli.main import main
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
-from anomalyops.serving.triton.server import free_port
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from anomalyops.serving.contract.model import load_contract
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.predictions.log import PredictionLog
-from anomalyops.serving.transformer.model import TransformerProcess
-from anomalyops.serving.triton.server import free_port
+from anomalyops.serving.transformer.server import TransformerProcess
 
 # Tight caps so the tests can plant each fault cheaply; defaults are in transformer.Settings.
 OPTIONS = ["--max_image_mb", "2", "--max_instances", "40", "--max_body_mb", "8"]

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from anomalyops.serving.transformer.model import TransformerProcess
-from anomalyops.serving.triton.server import free_port
+from anomalyops.serving.ports import free_port
+from anomalyops.serving.transformer.server import TransformerProcess
 
 
 def peak_rss_mb(pid: int) -> float:

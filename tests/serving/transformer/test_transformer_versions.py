@@ -7,10 +7,10 @@ import shutil
 import httpx
 import pytest
 
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.predictions.log import PredictionLog
-from anomalyops.serving.transformer.model import TransformerProcess
+from anomalyops.serving.transformer.server import TransformerProcess
 from anomalyops.serving.triton.repository import add_model
-from anomalyops.serving.triton.server import free_port
 
 
 def score(url, image: bytes) -> dict:

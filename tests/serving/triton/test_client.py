@@ -6,8 +6,8 @@ import pytest
 
 from anomalyops.pipelines.cli.main import main
 from anomalyops.serving.contract.model import load_contract
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.triton.client import InferenceError, TritonClient
-from anomalyops.serving.triton.server import free_port
 
 
 def test_client_scores_batches_and_reports_bad_files(triton, weld, weld_export, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
+from anomalyops.serving.ports import free_port
 from anomalyops.serving.triton.front import (
     Front,
     Limits,
@@ -20,7 +21,7 @@ from anomalyops.serving.triton.front import (
     route,
     too_deep,
 )
-from anomalyops.serving.triton.server import CONTROL_HEADER, control_headers, free_port
+from anomalyops.serving.triton.server import CONTROL_HEADER, control_headers
 
 CONFIG = {"max_batch_size": 4, "input": [{"name": "image", "dims": ["8", "8", "3"]}]}
 

@@ -16,7 +16,7 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from anomalyops.serving.images.decode import load_image
-from anomalyops.serving.triton.server import free_port
+from anomalyops.serving.ports import free_port
 
 
 def _infer(url, model, array, datatype="UINT8"):

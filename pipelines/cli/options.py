@@ -1,0 +1,58 @@
+"""Options shared by several command groups. The bottom of the CLI: it imports none of them."""
+
+from __future__ import annotations
+
+import argparse
+
+# The registries' names, spelled out so that building the parser imports no torch;
+# a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
+DETECTOR_KINDS = ("padim", "patchcore")
+BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
+
+
+def variant_name(value: str) -> str:
+    """argparse type for variant/model names: the one rule in serving/contract/names.py."""
+    from anomalyops.serving.contract.names import InvalidNameError, check_name
+
+    try:
+        return check_name(value)
+    except InvalidNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    """The detector settings the model options (add_model_options) asked for."""
+    settings = {"backbone": args.backbone}
+    if args.size is not None:
+        settings["input_size"] = (args.size, args.size)
+    if args.standardise is not None:
+        settings["standardise"] = args.standardise
+    if args.detector == "patchcore" and args.coreset is not None:
+        settings["coreset_ratio"] = args.coreset
+    return settings
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--detector, --backbone, --size, --coreset, --standardise, --fpr and the rest of fit's."""
+    parser.add_argument("--detector", choices=DETECTOR_KINDS, default="patchcore")
+    parser.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="square input size in pixels (default: 256, or tiles near native resolution "
+        "for images over four times that area)",
+    )
+    parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio (default 0.1)")
+    parser.add_argument(
+        "--standardise",
+        action=argparse.BooleanOptionalAction,
+        help="standardise each image's intensity (default: on where train/good brightness "
+        "varies by more than 10 %%)",
+    )
+    parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    parser.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.2,
+        help="share of train/good held out to set the threshold",
+    )
