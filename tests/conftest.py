@@ -155,7 +155,7 @@ def postgres_admin():
     """
     from postgres import postgres_bin, postgres_server
 
-    from anomalyops.serving.triton.server import free_port
+    from anomalyops.serving.ports import free_port
 
     if postgres_bin() is None:
         message = "PostgreSQL server not installed (apt-get install postgresql; make test does)"

@@ -170,7 +170,7 @@ def test_an_unsupported_url_is_a_clear_error(location, says):
 
 
 def test_an_unreachable_server_is_one_line_naming_it():
-    from anomalyops.serving.triton.server import free_port
+    from anomalyops.serving.ports import free_port
 
     url = f"postgresql://anomalyops:secret@127.0.0.1:{free_port()}/log"
     with pytest.raises(ConnectionError, match="cannot open the prediction log") as error:
