@@ -153,15 +153,11 @@ def postgres_admin():
     Missing server: the test is skipped on a developer's machine, but fails where the
     environment variable CI is set, so a CI run cannot pass without testing PostgreSQL.
     """
-    from postgres import postgres_bin, postgres_server
+    from postgres import postgres_server, require_postgres
 
     from anomalyops.serving.ports import free_port
 
-    if postgres_bin() is None:
-        message = "PostgreSQL server not installed (apt-get install postgresql; make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and {message}")
-        pytest.skip(message)
+    require_postgres()
     with postgres_server(free_port()) as url:
         yield url
 
