@@ -49,8 +49,11 @@ def _run(command: list[str], as_postgres: bool) -> None:
 
 
 @contextmanager
-def postgres_server(port: int) -> Iterator[str]:
-    """Run a fresh server on 127.0.0.1:PORT; yields its admin URL (user postgres)."""
+def postgres_server(port: int, fsync: bool = False) -> Iterator[str]:
+    """Run a fresh server on 127.0.0.1:PORT; yields its admin URL (user postgres).
+
+    FSYNC off (tests) trades crash safety for speed; a benchmark turns it on.
+    """
     binaries = postgres_bin()
     if binaries is None:
         raise FileNotFoundError(f"no PostgreSQL server ({ENGINE_GLOB}): apt-get install postgresql")
