@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import html
 import io
 import json
 import logging
@@ -417,37 +416,18 @@ def _cell(value: Any) -> str:
 
 
 def render_html(report: ValidationReport) -> str:
-    e = html.escape
-    status = "PASSED" if report.passed else "FAILED"
+    """The report people open: hard failures, warnings, then the manifest with flagged rows."""
+    from anomalyops.components.reports.report import TEMPLATES
 
-    def findings(title: str, items: list[Finding], css: str) -> str:
-        if not items:
-            return f"<h2>{title}</h2><p>none</p>"
-        rows = "".join(
-            f"<tr class='{css}'><td>{e(f.check)}</td><td>{e(f.description)}</td>"
-            f"<td>{'<br>'.join(e(p) for p in f.files) or e(str(f.observed))}</td></tr>"
-            for f in items
-        )
-        head = "<tr><th>check</th><th>expectation</th><th>files</th></tr>"
-        return f"<h2>{title}</h2><table>{head}{rows}</table>"
-
-    columns = MANIFEST_COLUMNS
     flagged = {p for f in report.hard_failures + report.warnings for p in f.files}
-    body = "".join(
-        f"<tr class='{'flag' if row['path'] in flagged else ''}'>"
-        + "".join(f"<td>{e(_cell(row.get(c)))}</td>" for c in columns)
-        + "</tr>"
+    rows = [
+        {"css": "flag" if row["path"] in flagged else "",
+         "cells": [_cell(row.get(c)) for c in MANIFEST_COLUMNS]}
         for row in report.manifest
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Validation {e(report.root)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px}}.hard{{background:#fdd}}.soft{{background:#ffd}}
-.flag{{background:#fff3cd}}</style></head><body>
-<h1>Good-image validation: {status}</h1>
-<p>{e(report.root)} — {report.images} images — dataset sha256 {e(report.dataset_sha256)}</p>
-<p>settings: {e(json.dumps(report.settings))}</p>
-{findings("Hard failures (stop the pipeline)", report.hard_failures, "hard")}
-{findings("Warnings", report.warnings, "soft")}
-<h2>Manifest</h2><table><tr>{"".join(f"<th>{c}</th>" for c in columns)}</tr>{body}</table>
-</body></html>"""
+    ]  # fmt: skip
+    sections = [("Hard failures (stop the pipeline)", report.hard_failures, "hard"),
+                ("Warnings", report.warnings, "soft")]  # fmt: skip
+    return TEMPLATES.get_template("validation.html").render(
+        report=report, settings=json.dumps(report.settings), sections=sections,
+        columns=MANIFEST_COLUMNS, rows=rows,
+    )  # fmt: skip

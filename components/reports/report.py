@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment
+from jinja2 import Environment, PackageLoader
 
 from anomalyops.serving.images.decode import png_base64
 from anomalyops.serving.images.heatmap import map_range, overlay
+
+# HTML lives in templates/ beside this module; autoescape everywhere, so names are safe.
+TEMPLATES = Environment(loader=PackageLoader("anomalyops.components.reports"), autoescape=True)
 
 
 def histogram_png(scores: np.ndarray, labels: np.ndarray, threshold: float | None) -> str:
@@ -36,28 +39,6 @@ def histogram_png(scores: np.ndarray, labels: np.ndarray, threshold: float | Non
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}
-.grid{display:flex;flex-wrap:wrap;gap:10px}.tile{width:180px;font-size:12px}
-.tile img{width:180px;height:180px;object-fit:cover}.bad{color:#b00}.ok{color:#070}
-</style></head><body>
-<h1>{{ title }}</h1>
-<h2>Metrics</h2>
-<table>{% for key, value in metrics %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
-{% if notes %}<ul>{% for note in notes %}<li>{{ note }}</li>{% endfor %}</ul>{% endif %}
-<h2>Score distribution</h2><img alt="score histogram" src="data:image/png;base64,{{ histogram }}">
-<h2>Anomaly maps</h2><p>Heat map over each image; colour scale shared by all tiles.</p>
-<div class="grid">{% for tile in tiles %}<div class="tile">
-<img alt="{{ tile.name }}" src="data:image/png;base64,{{ tile.png }}">
-<div>{{ tile.name }}</div><div>{{ tile.truth }} · score {{ tile.score }}
-<span class="{{ 'bad' if tile.flagged else 'ok' }}">{{ 'flagged' if tile.flagged else 'passed' }}</span></div>
-</div>{% endfor %}</div></body></html>
-"""
 
 
 def pick_examples(scores: np.ndarray, labels: np.ndarray, count: int) -> list[int]:
@@ -97,16 +78,12 @@ def write_report(
         }
         for i in chosen
     ]
-    rendered = (
-        Environment(autoescape=True)
-        .from_string(TEMPLATE)
-        .render(
-            title=title,
-            metrics=[(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()],
-            notes=list(notes),
-            histogram=histogram_png(scores, labels, threshold),
-            tiles=tiles,
-        )
+    rendered = TEMPLATES.get_template("evaluation.html").render(
+        title=title,
+        metrics=[(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()],
+        notes=list(notes),
+        histogram=histogram_png(scores, labels, threshold),
+        tiles=tiles,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

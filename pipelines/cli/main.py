@@ -91,6 +91,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from anomalyops.components.reports.report import map_range, overlay
     from anomalyops.components.training.train import load_trained
     from anomalyops.serving.contract.frame_check import FrameCheck
+    from anomalyops.serving.contract.labels import label
     from anomalyops.serving.contract.reference import ReferenceError, load_reference
     from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
     from anomalyops.serving.images.statistics import image_statistics
@@ -120,9 +121,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     prediction = detector.predict(np.stack(images), progress=len(images) > 8)
     rows = []
     for name, score, found in zip(names, prediction.scores, problems, strict=True):
-        label = "unusable" if found else "anomalous" if score > threshold else "good"
-        rows.append({"image": name, "score": float(score), "label": label, "problems": found})
-        print(f"{name}\t{score:.4f}\t{label}")
+        verdict = label(float(score), threshold, found)
+        rows.append({"image": name, "score": float(score), "label": verdict, "problems": found})
+        print(f"{name}\t{score:.4f}\t{verdict}")
         if found:
             print(f"unusable: {name}: {'; '.join(found)}", file=sys.stderr)
     if args.out:

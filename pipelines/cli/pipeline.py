@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 from anomalyops.serving.triton.repository import FLAVOURS
@@ -163,7 +164,15 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
 
     repository = str(Path(args.triton_repository or out / "triton-repository").resolve())
     pipeline_root = out / "kfp"
-    step_log = StepLog(sys.stdout)
+    # The full kfp.local output goes to a file; the console gets a line per step
+    # (--verbose: everything, as before).
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = (
+        None if getattr(args, "verbose", False) else out / "logs" / f"{args.pipeline}-{stamp}.log"
+    )
+    step_log = StepLog(sys.stdout, log_path)
+    if log_path:
+        print(f"{args.pipeline} pipeline: full step logs in {log_path}")
     with (
         stop_children_on_termination(),
         tracking_server(args.tracking_uri, out, getattr(args, "serve", False)) as tracking_uri,
@@ -185,6 +194,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
         except RegistryError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        finally:
+            step_log.close()
         if args.pipeline == "drift":
             print_drift(verdict, args, tracking_uri, repository, pipeline_root)
         else:

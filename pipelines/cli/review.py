@@ -69,7 +69,7 @@ def cmd_mark(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from anomalyops.serving.predictions.review import serve
+    from anomalyops.serving.predictions.app import serve
 
     if args.reference and args.repository:
         raise ValueError("give --reference or --repository, not both")

@@ -46,7 +46,8 @@ FORMAT_VERSION = 1
 CONTRACT_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("anomaly_map", "score")
+MAP_OUTPUT, SCORE_OUTPUT = "anomaly_map", "score"
+OUTPUT_NAMES = (MAP_OUTPUT, SCORE_OUTPUT)
 DEFAULT_MAX_BATCH = 32
 
 

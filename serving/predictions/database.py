@@ -60,8 +60,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from anomalyops.serving.contract.labels import LABELS
+
 SCHEMA_VERSION = 2
-LABELS = ("good", "anomalous", "unusable")
 VERDICTS = ("false_alarm", "confirmed_defect")
 # SQLite's AUTOINCREMENT keeps ids of pruned rows from coming back (a verdict names one).
 ID = BigInteger().with_variant(Integer, "sqlite")

@@ -39,12 +39,12 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
+from anomalyops.serving.contract.labels import ANOMALOUS, GOOD, label
 from anomalyops.serving.images.decode import (
     DecodeLimits,
     Decoder,
     ImageDecodeError,
     png_base64,
-    resize,
 )
 from anomalyops.serving.images.statistics import image_statistics
 from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
@@ -140,11 +140,9 @@ class AnomalyTransformer(kserve.Model):
         size = self.current.contract.input_size
         for frame in frames:
             try:
-                image = self.decode(frame.data, frame.where)
+                frame.image, frame.source = self.decode.resized(frame.data, frame.where, size)
             except ImageDecodeError as error:
                 raise InvalidInput(str(error)) from None
-            frame.source = image.shape[:2]
-            frame.image = resize(image, size)
 
     def _infer(self, frames: list[Frame]) -> None:
         for start in range(0, len(frames), self.max_batch):
@@ -152,7 +150,11 @@ class AnomalyTransformer(kserve.Model):
             try:
                 scores, maps, number = self.client.infer(np.stack([f.image for f in chunk]))
                 served = self.current = self.versions.get(number)
-            except (InferenceError, VersionError) as error:
+            except InferenceError as error:
+                if error.unavailable:  # Triton restarting: the plant should retry (503)
+                    raise kserve.errors.ServerNotReady(str(error)) from None
+                raise kserve.errors.InferenceError(str(error)) from None
+            except VersionError as error:
                 raise kserve.errors.InferenceError(str(error)) from None
             for frame, score, anomaly_map in zip(chunk, scores, maps, strict=True):
                 frame.score, frame.anomaly_map, frame.version = float(score), anomaly_map, served
@@ -171,24 +173,24 @@ class AnomalyTransformer(kserve.Model):
         statistics = image_statistics(frame.image)
         problems = served.frames.problems(statistics, frame.source)
         threshold = (frame.override or contract.image_threshold) / frame.sensitivity
-        label = "unusable" if problems else "anomalous" if score > threshold else "good"
+        verdict = label(score, threshold, problems)
         mask = np.where(anomaly_map > contract.pixel_threshold, 255, 0).astype(np.uint8)
         keep = self.settings.keep_images
-        keep_image = keep == "all" or (keep == "flagged" and label != "good")
+        keep_image = keep == "all" or (keep == "flagged" and verdict != GOOD)
         height, width = frame.source
         prediction = {
             "score": score,
             "normalised_score": score / contract.image_threshold,
             "threshold": threshold,
-            "label": label,
+            "label": verdict,
             "problems": problems,
             "model_version": served.number,
             "mask_png": png_base64(mask),
         }
         record = PredictionRecord(
-            self.name, score, threshold, label, **statistics, source_size=f"{width}x{height}",
+            self.name, score, threshold, verdict, **statistics, source_size=f"{width}x{height}",
             model_version=served.number, model_sha256=served.sha256, line=frame.line,
             image=frame.data if keep_image else None, image_suffix=image_suffix(frame.data),
-            anomaly_map=anomaly_map if label == "anomalous" else None,
+            anomaly_map=anomaly_map if verdict == ANOMALOUS else None,
         )  # fmt: skip
         return prediction, record

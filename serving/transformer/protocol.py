@@ -33,7 +33,7 @@ class Settings:
     """Serving limits; the command line sets them (see `main`)."""
 
     max_image_bytes: int = 32 << 20  # one encoded image
-    max_decoded_bytes: int = 48 << 20  # one image's pixels, from its header
+    max_decoded_bytes: int = 96 << 20  # one decode at its peak (PIL + RGB), from the header
     max_decodes: int = 2  # decoded at once (each may take ~4x its decoded bytes briefly)
     max_instances: int = 64  # images per request (split into Triton's max batch)
     keep_images: str = "all"  # which received images the log keeps: all, flagged, none

@@ -17,6 +17,8 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
+from anomalyops.serving.contract.labels import label
+from anomalyops.serving.contract.model import INPUT_NAME, MAP_OUTPUT, SCORE_OUTPUT
 from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
 from anomalyops.serving.images.statistics import image_statistics
 from anomalyops.serving.retries import call_with_retries
@@ -30,7 +32,15 @@ RETRYABLE_STATUS = {"429", "502", "503", "504"}
 
 
 class InferenceError(RuntimeError):
-    """Triton refused or could not answer a request; the message says why."""
+    """Triton refused or could not answer a request; the message says why.
+
+    UNAVAILABLE: Triton did not answer (down, restarting, 502-504 after the retries), as
+    opposed to refusing the request; a server passes that on as 503, not 500.
+    """
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class Inference(NamedTuple):
@@ -93,6 +103,9 @@ class TritonClient:
                                      self.retries + 1, self.backoff, _retryable, log)  # fmt: skip
         except Exception as error:
             message = error.message() if hasattr(error, "message") else str(error)
+            if _retryable(error):
+                down = f"Triton at {self.url} is not answering ({what}: {message}); retry shortly"
+                raise InferenceError(down, unavailable=True) from None
             raise InferenceError(f"{what} at {self.url}: {message}") from None
 
     def config(self) -> dict:
@@ -123,18 +136,18 @@ class TritonClient:
     def infer(self, images: np.ndarray) -> Inference:
         """Raw scores (N), anomaly maps (N×H×W) and the version that answered, for uint8
         N×H×W×3 images (one request: split batches larger than the model's max batch)."""
-        tensor = triton_http.InferInput("image", list(images.shape), "UINT8")
+        tensor = triton_http.InferInput(INPUT_NAME, list(images.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(images), binary_data=True)
         outputs = [
             triton_http.InferRequestedOutput(name, binary_data=True)
-            for name in ("score", "anomaly_map")
+            for name in (SCORE_OUTPUT, MAP_OUTPUT)
         ]
         result = self._call(
             f"infer on {self.model!r}", self.client.infer, self.model, [tensor], outputs=outputs
         )
         version = str(result.get_response().get("model_version", ""))
         return Inference(
-            result.as_numpy("score").reshape(-1), result.as_numpy("anomaly_map")[:, 0], version
+            result.as_numpy(SCORE_OUTPUT).reshape(-1), result.as_numpy(MAP_OUTPUT)[:, 0], version
         )
 
     def score_files(
@@ -178,8 +191,6 @@ class TritonClient:
                 result.version = version
                 if served:
                     result.problems = served.frames.problems(image_statistics(image), source)
-                if result.problems:
-                    result.label = "unusable"
-                elif limit is not None:
-                    result.label = "anomalous" if score > limit else "good"
+                if result.problems or limit is not None:
+                    result.label = label(float(score), limit, result.problems)
         return results

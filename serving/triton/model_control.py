@@ -19,7 +19,7 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from anomalyops.serving.contract.model import load_contract
+from anomalyops.serving.contract.model import INPUT_NAME, SCORE_OUTPUT, load_contract
 from anomalyops.serving.triton.repository import (
     prune_versions,
     served_version,
@@ -57,7 +57,7 @@ def probe(url: str, name: str, model_dir: Path, timeout: float = 60.0) -> str:
     """Send one real inference without a version (as a plant does); the version answering."""
     contract = load_contract(model_dir)
     image = np.zeros((1, contract.height, contract.width, contract.channels), np.uint8)
-    tensor = triton_http.InferInput("image", list(image.shape), "UINT8")
+    tensor = triton_http.InferInput(INPUT_NAME, list(image.shape), "UINT8")
     tensor.set_data_from_numpy(image)
     client = _client(url, timeout)
     try:
@@ -66,7 +66,7 @@ def probe(url: str, name: str, model_dir: Path, timeout: float = 60.0) -> str:
         raise ModelControlError(f"{name!r} on {url} did not answer an inference: {error}") from None
     finally:
         client.close()
-    if not np.isfinite(result.as_numpy("score")).all():
+    if not np.isfinite(result.as_numpy(SCORE_OUTPUT)).all():
         raise ModelControlError(f"{name!r} on {url} answered a non-finite score")
     return str(result.get_response()["model_version"])
 

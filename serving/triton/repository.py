@@ -31,6 +31,9 @@ from filelock import FileLock
 
 from anomalyops.serving.contract.model import (
     CONTRACT_FILE,
+    INPUT_NAME,
+    MAP_OUTPUT,
+    SCORE_OUTPUT,
     ModelContract,
     load_contract,
     verify_model_files,
@@ -64,27 +67,28 @@ def model_config(
     if tensorrt and flavour != "onnxruntime":
         raise ValueError("tensorrt is only available with the onnxruntime flavour")
     height, width, channels = contract.height, contract.width, contract.channels
+    image_dims = _dims((height, width, channels))
     lines = [f'name: "{name}"']
     if flavour == "onnxruntime":
         lines += ['platform: "onnxruntime_onnx"', 'default_model_filename: "model.onnx"']
         # ONNX gives score as [N]; batched Triton outputs need a dim: exposed as N×1.
         score = (
-            'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ]'
+            f'output [\n  {{ name: "{SCORE_OUTPUT}" data_type: TYPE_FP32 dims: [ 1 ]'
             " reshape: { shape: [ ] } },"
         )
         kind = "KIND_GPU"
     else:
         lines.append('backend: "python"')
-        score = 'output [\n  { name: "score" data_type: TYPE_FP32 dims: [ 1 ] },'
+        score = f'output [\n  {{ name: "{SCORE_OUTPUT}" data_type: TYPE_FP32 dims: [ 1 ] }},'
         kind = "KIND_CPU"
     lines += [
         f"max_batch_size: {max_batch_size or contract.max_batch_size}",
         f"version_policy: {{ specific: {{ versions: [ {version} ] }} }}",
         "input [",
-        f'  {{ name: "image" data_type: TYPE_UINT8 dims: {_dims((height, width, channels))} }}',
+        f'  {{ name: "{INPUT_NAME}" data_type: TYPE_UINT8 dims: {image_dims} }}',
         "]",
         score,
-        f'  {{ name: "anomaly_map" data_type: TYPE_FP32 dims: {_dims((1, height, width))} }}',
+        f'  {{ name: "{MAP_OUTPUT}" data_type: TYPE_FP32 dims: {_dims((1, height, width))} }}',
         "]",
         f"instance_group [ {{ count: {instances} kind: {kind} }} ]",
         f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}",
@@ -108,7 +112,7 @@ def model_config(
     lines += [
         "model_warmup [ {",
         '  name: "zeros" batch_size: 1',
-        '  inputs { key: "image" value: { data_type: TYPE_UINT8 '
+        f'  inputs {{ key: "{INPUT_NAME}" value: {{ data_type: TYPE_UINT8 '
         f"dims: {_dims((height, width, channels))} zero_data: true }} }}",
         "} ]",
     ]

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from anomalyops.serving.contract.reference import Reference, ReferenceError
+from anomalyops.serving.predictions.app import create_app
 from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
-from anomalyops.serving.predictions.review import References, create_app
+from anomalyops.serving.predictions.review import References
 from anomalyops.serving.triton.repository import add_model
 
 

@@ -18,8 +18,9 @@ from PIL import Image
 from anomalyops.serving.contract.model import load_contract
 from anomalyops.serving.images.decode import load_image
 from anomalyops.serving.images.statistics import image_statistics
+from anomalyops.serving.predictions.app import create_app
 from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
-from anomalyops.serving.predictions.review import References, create_app
+from anomalyops.serving.predictions.review import References
 
 
 @pytest.fixture(scope="module")

@@ -206,3 +206,27 @@ def test_binds_loopback_by_default(transformer):
 def test_kserve_and_tritonclient_http_share_a_process():
     code = "import kserve, tritonclient.http, anomalyops.serving.transformer"
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ))
+
+
+def test_triton_down_is_503_not_answering(triton_server, python_repository, weld, tmp_path):
+    """While Triton restarts the plant gets 503 (retry), not a 500 parse error."""
+    import shutil
+
+    from anomalyops.serving.triton.front import Front
+
+    repository = tmp_path / "repository"  # its own copy: this Triton writes its own token
+    shutil.copytree(python_repository, repository)
+    log_db = tmp_path / "log.db"
+    with (
+        triton_server(repository) as server,
+        Front(server.url, free_port()) as front,
+        TransformerProcess(
+            "weld", front.url, repository, log_db, free_port(), options=OPTIONS
+        ) as url,  # fmt: skip
+    ):
+        image = b64(first(weld / "test" / "good"))
+        assert predict(url, [{"image": image}]).status_code == 200
+        server.stop()
+        answer = predict(url, [{"image": image}])
+        assert answer.status_code == 503, answer.text
+        assert "not answering" in answer.json()["error"]
