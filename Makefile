@@ -22,7 +22,7 @@ ifeq ($(filter $(TORCH),cpu cuda),)
 $(error TORCH must be cpu or cuda, not '$(TORCH)')
 endif
 
-.PHONY: venv demo test lint bench clean triton-venv helm browser
+.PHONY: venv demo test lint bench clean triton-venv helm browser services
 
 venv: $(STAMP)
 
@@ -76,7 +76,15 @@ browser:
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-test: $(STAMP) $(TRITON_STAMP) $(HELM) browser lint
+# The shared-state tests start a real PostgreSQL server and check the alert rules with
+# promtool, both from Debian (apt-get update first: a fresh image has no package lists).
+services:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v promtool >/dev/null \
+		&& command -v prometheus-pushgateway >/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+		-y -qq --no-install-recommends postgresql prometheus prometheus-pushgateway; }
+
+test: $(STAMP) $(TRITON_STAMP) $(HELM) browser services lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -144,3 +144,35 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """A real PostgreSQL server (Debian's package) for the session; its admin URL.
+
+    Missing server: the test is skipped on a developer's machine, but fails where the
+    environment variable CI is set, so a CI run cannot pass without testing PostgreSQL.
+    """
+    from postgres import postgres_server, require_postgres
+
+    from anomalyops.serving.ports import free_port
+
+    require_postgres()
+    with postgres_server(free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin) -> str:
+    """A fresh, empty database on the session's PostgreSQL server; its postgresql:// URL."""
+    from postgres import new_database
+
+    return new_database(postgres_admin)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request, tmp_path) -> str:
+    """Where a prediction log lives, once per backend: a SQLite path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "log.db")
+    return request.getfixturevalue("postgres_url")

@@ -3,15 +3,15 @@
 A false alarm is a good part the model flagged: its kept image joins the normal set the
 next retraining learns from. A confirmed defect is a real production defect: it joins
 the evaluation set, so the promotion gate also measures misses on real defects. Images
-are copied out of the prediction log's files folder, named by prediction id.
+are copied out of the prediction log's file store (folder or bucket), named by
+prediction id.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from anomalyops.serving.predictions.log import PredictionLog
 
@@ -30,28 +30,33 @@ class Feedback:
         return text + (f" ({len(self.missing)} without a kept image)" if self.missing else "")
 
 
-def collect_feedback(log_path: str | Path, variant: str, out: str | Path) -> Feedback:
-    """Copy VARIANT's reviewed images to OUT/normal and OUT/defects."""
+def collect_feedback(
+    log_path: str | Path, variant: str, out: str | Path, files: str | None = None
+) -> Feedback:
+    """Copy VARIANT's reviewed images to OUT/normal and OUT/defects.
+
+    LOG_PATH is the log's path or database URL, FILES its image store (folder or bucket;
+    default: the folder beside a SQLite log).
+    """
     out = Path(out)
     feedback = Feedback()
-    if not Path(log_path).is_file():
-        raise FileNotFoundError(f"{log_path}: no prediction log there")
-    with PredictionLog(log_path) as predictions:
+    with PredictionLog(log_path, files, create=False) as predictions:
         for verdict, folder, kept in (
             ("false_alarm", NORMAL, feedback.normal),
             ("confirmed_defect", DEFECTS, feedback.defects),
         ):
             (out / folder).mkdir(parents=True, exist_ok=True)
             for row in predictions.reviewed(variant, verdict):
-                source = predictions.file(row["image_file"])
-                if source is None or not source.is_file():
+                data = predictions.read_file(row["image_file"])
+                if data is None:
                     feedback.missing.append(f"prediction {row['id']}: {verdict}, no kept image")
                     log.warning(
                         "prediction %s (%s) has no kept image; left out", row["id"], verdict
                     )
                     continue
-                target = out / folder / f"prediction_{row['id']}{source.suffix}"
-                shutil.copyfile(source, target)
+                suffix = PurePosixPath(row["image_file"]).suffix
+                target = out / folder / f"prediction_{row['id']}{suffix}"
+                target.write_bytes(data)
                 kept.append(target)
     return feedback
 

@@ -61,14 +61,16 @@ def local_path(location: str | Path) -> Path:
     return Path(text)
 
 
-def _client(scheme: str):
+def bucket_client(scheme: str):  # -> a boto3 S3 client (boto3 exports no type for it)
+    """A boto3 S3 client for SCHEME; endpoints and credentials come from the environment."""
     import boto3
 
     # boto3 finds S3 endpoints and credentials in the environment; GCS needs its endpoint.
     return boto3.client("s3", endpoint_url=GCS_ENDPOINT if scheme == "gs" else None)
 
 
-def _keys(client, uri: BucketUri) -> list[str]:
+def object_keys(client, uri: BucketUri) -> list[str]:
+    """Every object key under URI's prefix (folders' marker objects left out)."""
     prefix = f"{uri.prefix}/" if uri.prefix else ""
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=uri.bucket,
@@ -90,9 +92,9 @@ def download(source: str | Path, target: str | Path, progress: bool = False) -> 
         shutil.copytree(path, target, dirs_exist_ok=True)
         return target
     uri = parse_bucket_uri(str(source))
-    client = _client(uri.scheme)
+    client = bucket_client(uri.scheme)
     try:
-        keys = _keys(client, uri)
+        keys = object_keys(client, uri)
         if not keys:
             raise StorageError(f"{uri}: no objects under this prefix")
         for key in tqdm(keys, desc=f"download {uri}", unit="file", disable=not progress):
@@ -119,7 +121,7 @@ def upload(source: str | Path, target: str, progress: bool = False) -> str:
         shutil.copytree(source, local_path(target), dirs_exist_ok=True)
         return target
     uri = parse_bucket_uri(target)
-    client = _client(uri.scheme)
+    client = bucket_client(uri.scheme)
     try:
         for path in tqdm(files, desc=f"upload {uri}", unit="file", disable=not progress):
             client.upload_file(str(path), uri.bucket, uri.key(path.relative_to(source).as_posix()))

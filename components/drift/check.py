@@ -19,6 +19,7 @@ cooldown (components/drift/state.py). Every check writes `verdict.json` and Evid
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,8 +30,10 @@ from typing import Any
 from anomalyops.components.drift.state import locked_state, step
 from anomalyops.serving.contract.reference import Reference
 from anomalyops.serving.images.statistics import STATISTICS
+from anomalyops.serving.metrics import push_drift
 from anomalyops.serving.predictions.log import PredictionLog
 
+logger = logging.getLogger(__name__)
 COLUMNS = ("score", *STATISTICS)
 VERDICT_FILE, REPORT_FILE = "verdict.json", "report.html"
 METHOD = "wasserstein"  # Evidently's normalised Wasserstein distance
@@ -245,7 +248,19 @@ def check_drift(
         verdict.verdict_path = str((run_dir / VERDICT_FILE).resolve())
         verdict.seconds = round(time.perf_counter() - started, 3)
         (run_dir / VERDICT_FILE).write_text(json.dumps(verdict.to_dict(), indent=2))
+    _push(verdict)
     return verdict
+
+
+def _push(verdict: Verdict) -> None:
+    """Hand the verdict to Prometheus (a Pushgateway, when $ANOMALYOPS_PUSHGATEWAY names one).
+
+    The verdict is already on disk: an unreachable gateway is a warning, not a lost check.
+    """
+    try:
+        push_drift(verdict.to_dict())
+    except OSError as error:
+        logger.warning("drift: could not push the verdict to the Pushgateway: %s", error)
 
 
 def list_checks(out: str | Path, variant: str) -> list[dict[str, Any]]:

@@ -37,16 +37,18 @@ def drift_step(
     from anomalyops.components.drift.reference import resolve_reference
     from anomalyops.serving.predictions.log import PredictionLog
 
-    if not Path(log_db).is_file():
-        raise FileNotFoundError(f"drift: {log_db}: no prediction log there")
     unknown = set(settings or {}) - set(DriftSettings.__dataclass_fields__)
     if unknown:
         raise ValueError(f"drift: unknown settings {sorted(unknown)}")
     drift_settings = DriftSettings(**(settings or {}))
-    source = resolve_reference(
-        variant, reference or None, tracking_uri or None, Path(out) / variant
-    )
-    with PredictionLog(log_db) as log:
+    try:  # a path or database URL; a missing log is an error, never a new empty one
+        log = PredictionLog(log_db, create=False)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"drift: {error}") from None
+    with log:
+        source = resolve_reference(
+            variant, reference or None, tracking_uri or None, Path(out) / variant
+        )
         verdict = check_drift(
             log,
             variant,

@@ -1,108 +1,43 @@
-"""Durable record of every prediction and of what reviewers said about it (SQLite locally).
+"""Durable record of every prediction and of what reviewers said about it.
 
-Drift checks read the predictions, the review page and `anomalyops review` write verdicts,
-and retraining reads both (false alarms join the normal set, confirmed defects the
-evaluation set), so images are kept beside the log under `<log>.files/`.
-
-Schema version 2 (`PRAGMA user_version`), table `predictions`, one row per scored image,
-committed before the answer:
-
-| column        | type    | meaning                                                        |
-|---------------|---------|----------------------------------------------------------------|
-| id            | INTEGER | prediction id (what a verdict names)                           |
-| time          | TEXT    | UTC ISO-8601 time of the prediction                            |
-| variant       | TEXT    | product variant = registered model = Triton model name         |
-| line          | TEXT    | production line that sent the image ('' when not said)         |
-| model_version | TEXT    | registered version that scored it (Triton's response says)     |
-| model_sha256  | TEXT    | sha256 of that version's model.onnx                            |
-| score         | REAL    | raw anomaly score (unusable frames too; NULL when not computed) |
-| threshold     | REAL    | image threshold applied (after any per-request override)       |
-| label         | TEXT    | 'good', 'anomalous' or 'unusable' (outside the training images) |
-| brightness    | REAL    | mean grey level of the model input (serving/images/statistics.py)    |
-| contrast      | REAL    | grey-level standard deviation of the model input               |
-| sharpness     | REAL    | Laplacian variance of the model input                          |
-| source_size   | TEXT    | "WxH" of the image as received, before resizing                |
-| image_file    | TEXT    | the image as received, relative to the files folder, or NULL   |
-| map_file      | TEXT    | anomaly map (float16 .npy), relative to the files folder, or NULL |
-
-Table `verdicts`: id, prediction_id (→ predictions.id), verdict ('false_alarm' or
-'confirmed_defect'), reviewer, time, note. A prediction may be marked again; the latest
-mark counts, earlier ones stay as history. Version-1 logs are migrated in place on open.
+Drift checks read the predictions, the review page and `anomalyops review` write
+verdicts, and retraining reads both (false alarms join the normal set, confirmed defects
+the evaluation set), so the images are kept too. The rows live in a database
+(`serving/predictions/database.py`: SQLite by default, PostgreSQL where many processes
+share one log), the images and maps in a file store (`serving/predictions/files.py`: a
+folder beside a SQLite log, or a bucket) under keys the rows hold.
 """
 
 from __future__ import annotations
 
 import io
-import sqlite3
-import threading
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from anomalyops.serving.contract.labels import LABELS
+from anomalyops.serving.predictions.database import (
+    LABELS,
+    SCHEMA_VERSION,
+    VERDICTS,
+    connect,
+    database_url,
+    migrate,
+    predictions,
+    verdicts,
+)
+from anomalyops.serving.predictions.files import FileStore, LocalFiles, file_store
 
-SCHEMA_VERSION = 2
-VERDICTS = ("false_alarm", "confirmed_defect")
+__all__ = ["LABELS", "SCHEMA_VERSION", "VERDICTS", "PredictionLog", "PredictionRecord"]
 MAX_REVIEWER = 100
 MAX_NOTE = 1000
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    line TEXT NOT NULL DEFAULT '',
-    model_version TEXT,
-    model_sha256 TEXT,
-    score REAL,
-    threshold REAL,
-    label TEXT NOT NULL CHECK (label IN ('good', 'anomalous', 'unusable')),
-    brightness REAL,
-    contrast REAL,
-    sharpness REAL,
-    source_size TEXT,
-    image_file TEXT,
-    map_file TEXT
-);
-CREATE INDEX IF NOT EXISTS predictions_variant_id ON predictions (variant, id);
-CREATE INDEX IF NOT EXISTS predictions_variant_time ON predictions (variant, time);
-CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
--- a drift check's window of one model version (tests/benchmarks/drift.py: a new champion's
--- 500 rows under a million older ones took 2.1 s to find without it)
-CREATE INDEX IF NOT EXISTS predictions_variant_version_id
-    ON predictions (variant, model_version, id);
-CREATE TABLE IF NOT EXISTS verdicts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    prediction_id INTEGER NOT NULL REFERENCES predictions (id),
-    verdict TEXT NOT NULL CHECK (verdict IN ('false_alarm', 'confirmed_defect')),
-    reviewer TEXT NOT NULL,
-    time TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS verdicts_prediction ON verdicts (prediction_id, id);
-"""
-
-# Version 1 had image_mean/image_std (now brightness/contrast) and no 'unusable' label;
-# SQLite cannot change a CHECK constraint, so the table is rebuilt inside one transaction.
-MIGRATE_V1 = """
-ALTER TABLE predictions RENAME TO predictions_v1;
-DROP INDEX IF EXISTS predictions_variant_time;
-{schema}
-INSERT INTO predictions (id, time, variant, model_sha256, score, threshold, label,
-                         brightness, contrast, source_size)
-    SELECT id, time, variant, model_sha256, score, threshold, label, image_mean, image_std,
-           source_size FROM predictions_v1;
-DROP TABLE predictions_v1;
-"""
-
-COLUMNS = (
-    "id", "time", "variant", "line", "model_version", "model_sha256", "score", "threshold",
-    "label", "brightness", "contrast", "sharpness", "source_size", "image_file", "map_file",
-)  # fmt: skip
 
 
 class UnknownPredictionError(KeyError):
@@ -134,47 +69,67 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+# The latest verdict of each prediction (verdict ids grow, so the max id is the latest).
+_marks = verdicts.alias("marks")
+_latest = (
+    select(func.max(_marks.c.id))
+    .where(_marks.c.prediction_id == predictions.c.id)
+    .correlate(predictions)
+    .scalar_subquery()
+)
+_WITH_VERDICT = select(
+    predictions,
+    verdicts.c.verdict,
+    verdicts.c.reviewer,
+    verdicts.c.time.label("verdict_time"),
+    verdicts.c.note.label("verdict_note"),
+).select_from(predictions.outerjoin(verdicts, verdicts.c.id == _latest))
+
+
 class PredictionLog:
-    """Append-only SQLite log; WAL mode so a drift job can read while serving writes."""
+    """Append-only log at LOCATION: a path or `sqlite:///path` (SQLite), or `postgresql://`.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.files = self.path.with_name(self.path.name + ".files")
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+    FILES is where kept images and maps go: a folder or a bucket URI (default: the folder
+    `<path>.files` beside a SQLite log; a PostgreSQL log keeps images only when given one).
+    With CREATE false, a log that does not exist yet is an error naming it (readers such
+    as the drift check must not start an empty one).
+    """
 
-    def _migrate(self) -> None:
-        with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: prediction log schema {version} is newer than this "
-                    f"anomalyops understands ({SCHEMA_VERSION})"
-                )
-            old = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='predictions'"
-            ).fetchone()
-            script = MIGRATE_V1.format(schema=SCHEMA) if old and version < 2 else SCHEMA
-            self._db.executescript(
-                f"BEGIN; {script}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            )
+    def __init__(
+        self, location: str | Path, files: str | Path | None = None, create: bool = True
+    ) -> None:
+        self.url = database_url(location)
+        parsed = make_url(self.url)
+        self.path = Path(parsed.database) if parsed.drivername == "sqlite" else None
+        self.where = str(self.path) if self.path else parsed.render_as_string()
+        if files is None and self.path is not None:
+            files = self.path.with_name(self.path.name + ".files")
+        self.files: FileStore | None = file_store(files) if files is not None else None
+        self._engine = connect(self.url, create)
+        try:
+            migrate(self._engine, self.where, create)
+        except OperationalError as error:
+            self._engine.dispose()
+            reason = str(error.orig or error).strip().splitlines()[0]
+            message = f"{self.where}: cannot open the prediction log: {reason}"
+            raise ConnectionError(message) from None
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[Connection]:
+        connection = self._engine.connect().execution_options(write=write)
+        with connection, connection.begin():
+            yield connection
 
     def _keep(self, data: bytes, suffix: str) -> str:
-        """Write a file under the files folder (whole or not at all); its relative name."""
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
-        relative = f"{day}/{uuid.uuid4().hex}{suffix}"
-        target = self.files / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(target)
-        return relative
+        if self.files is None:
+            raise ValueError(
+                f"{self.where}: no file store for kept images; give the log a folder or "
+                "bucket URI for them, or keep none"
+            )
+        return self.files.put(data, suffix)
 
     def write(self, records: list[PredictionRecord]) -> list[int]:
         """Log RECORDS (their files first, then the rows in one transaction); their ids."""
@@ -182,39 +137,35 @@ class PredictionLog:
         for r in records:
             if r.label not in LABELS:
                 raise ValueError(f"prediction label must be one of {LABELS}, got {r.label!r}")
-            image = self._keep(r.image, r.image_suffix) if r.image is not None else None
             anomaly_map = None
             if r.anomaly_map is not None:
                 buffer = io.BytesIO()
                 np.save(buffer, np.asarray(r.anomaly_map, dtype=np.float16))
                 anomaly_map = self._keep(buffer.getvalue(), ".npy")
             rows.append(
-                (_now(), r.variant, r.line, r.model_version, r.model_sha256, r.score,
-                 r.threshold, r.label, r.brightness, r.contrast, r.sharpness, r.source_size,
-                 image, anomaly_map)
+                {"time": _now(), "variant": r.variant, "line": r.line,
+                 "model_version": r.model_version, "model_sha256": r.model_sha256,
+                 "score": r.score, "threshold": r.threshold, "label": r.label,
+                 "brightness": r.brightness, "contrast": r.contrast, "sharpness": r.sharpness,
+                 "source_size": r.source_size, "map_file": anomaly_map,
+                 "image_file": self._keep(r.image, r.image_suffix) if r.image is not None
+                 else None}
             )  # fmt: skip
-        with self._lock:
-            self._db.execute("BEGIN")
-            ids = [
-                self._db.execute(
-                    f"INSERT INTO predictions ({', '.join(COLUMNS[1:])})"
-                    f" VALUES ({', '.join('?' * (len(COLUMNS) - 1))})",
-                    row,
-                ).lastrowid
-                for row in rows
-            ]
-            self._db.execute("COMMIT")
-        return ids
+        if not rows:
+            return []
+        statement = insert(predictions).returning(predictions.c.id, sort_by_parameter_order=True)
+        with self._transaction(write=True) as connection:
+            return list(connection.execute(statement, rows).scalars())
 
-    def _query(self, sql: str, parameters: tuple = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(row) for row in self._db.execute(sql, parameters).fetchall()]
+    def _query(self, statement: Any) -> list[dict[str, Any]]:
+        with self._transaction() as connection:
+            return [dict(row._mapping) for row in connection.execute(statement)]
 
     def get(self, prediction_id: int) -> dict[str, Any]:
         """One prediction with its latest verdict (None when unreviewed)."""
-        rows = self._query(f"{_WITH_VERDICT} WHERE p.id = ?", (int(prediction_id),))
+        rows = self._query(_WITH_VERDICT.where(predictions.c.id == int(prediction_id)))
         if not rows:
-            raise UnknownPredictionError(f"no prediction with id {prediction_id} in {self.path}")
+            raise UnknownPredictionError(f"no prediction with id {prediction_id} in {self.where}")
         return rows[0]
 
     def recent(
@@ -231,25 +182,20 @@ class PredictionLog:
 
         `verdict` is 'false_alarm', 'confirmed_defect' or 'unreviewed'; times are ISO-8601.
         """
-        clauses, parameters = [], []
-        for column, value in (("p.variant", variant), ("p.label", label), ("p.line", line)):
+        statement = _WITH_VERDICT
+        p = predictions.c
+        for column, value in ((p.variant, variant), (p.label, label), (p.line, line)):
             if value is not None:
-                clauses.append(f"{column} = ?")
-                parameters.append(value)
+                statement = statement.where(column == value)
         if since is not None:
-            clauses.append("p.time >= ?")
-            parameters.append(since)
+            statement = statement.where(p.time >= since)
         if until is not None:
-            clauses.append("p.time < ?")
-            parameters.append(until)
+            statement = statement.where(p.time < until)
         if verdict == "unreviewed":
-            clauses.append("v.verdict IS NULL")
+            statement = statement.where(verdicts.c.verdict.is_(None))
         elif verdict is not None:
-            clauses.append("v.verdict = ?")
-            parameters.append(verdict)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        parameters.append(max(0, int(limit)))
-        return self._query(f"{_WITH_VERDICT}{where} ORDER BY p.id DESC LIMIT ?", tuple(parameters))
+            statement = statement.where(verdicts.c.verdict == verdict)
+        return self._query(statement.order_by(p.id.desc()).limit(max(0, int(limit))))
 
     def window(
         self, variant: str, size: int, model_version: str | None = None
@@ -259,15 +205,11 @@ class PredictionLog:
         With MODEL_VERSION, only rows that version scored: a drift check compares the
         champion's own predictions with the champion's own reference.
         """
-        version_clause, parameters = "", [variant]
+        p = predictions.c
+        statement = select(predictions).where(p.variant == variant, p.label != "unusable")
         if model_version is not None:
-            version_clause = " AND model_version = ?"
-            parameters.append(str(model_version))
-        rows = self._query(
-            f"SELECT * FROM predictions WHERE variant = ? AND label != 'unusable'{version_clause}"
-            " ORDER BY id DESC LIMIT ?",
-            (*parameters, max(0, int(size))),
-        )
+            statement = statement.where(p.model_version == str(model_version))
+        rows = self._query(statement.order_by(p.id.desc()).limit(max(0, int(size))))
         return rows[::-1]
 
     def mark(self, prediction_id: int, verdict: str, reviewer: str, note: str = "") -> dict:
@@ -279,84 +221,107 @@ class PredictionLog:
             raise ValueError(f"reviewer must be 1 to {MAX_REVIEWER} characters, got {reviewer!r}")
         if len(note) > MAX_NOTE:
             raise ValueError(f"note must be at most {MAX_NOTE} characters")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if not self._db.execute(
-                    "SELECT 1 FROM predictions WHERE id = ?", (int(prediction_id),)
-                ).fetchone():
-                    raise UnknownPredictionError(
-                        f"no prediction with id {prediction_id} in {self.path}"
-                    )
-                row_id = self._db.execute(
-                    "INSERT INTO verdicts (prediction_id, verdict, reviewer, time, note)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (int(prediction_id), verdict, reviewer, _now(), note),
-                ).lastrowid
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            row = self._db.execute("SELECT * FROM verdicts WHERE id = ?", (row_id,)).fetchone()
-        return dict(row)
+        unknown = UnknownPredictionError(f"no prediction with id {prediction_id} in {self.where}")
+        row = {"prediction_id": int(prediction_id), "verdict": verdict, "reviewer": reviewer,
+               "time": _now(), "note": note}  # fmt: skip
+        try:
+            with self._transaction(write=True) as connection:
+                found = connection.execute(
+                    select(predictions.c.id).where(predictions.c.id == int(prediction_id))
+                ).first()
+                if found is None:
+                    raise unknown
+                stored = connection.execute(insert(verdicts).returning(verdicts), row).one()
+        except IntegrityError:  # the prediction was pruned between the look-up and the insert
+            raise unknown from None
+        return dict(stored._mapping)
 
     def reviewed(self, variant: str, verdict: str) -> list[dict[str, Any]]:
         """Predictions of VARIANT whose latest verdict is VERDICT, oldest first."""
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-        sql = f"{_WITH_VERDICT} WHERE p.variant = ? AND v.verdict = ? ORDER BY p.id"
-        return self._query(sql, (variant, verdict))
+        return self._query(
+            _WITH_VERDICT.where(predictions.c.variant == variant, verdicts.c.verdict == verdict)
+            .order_by(predictions.c.id)
+        )  # fmt: skip
 
-    def file(self, relative: str | None) -> Path | None:
-        """The path of a kept image or map named by a row (None when none was kept)."""
-        if not relative:
+    def read_file(self, key: str | None) -> bytes | None:
+        """The bytes of a kept image or map named by a row (None when none was kept)."""
+        if not key or self.files is None:
             return None
-        path = (self.files / relative).resolve()
-        if self.files.resolve() not in path.parents:
-            raise ValueError(f"{relative!r} is not inside {self.files}")
-        return path
+        return self.files.get(key)
+
+    def file(self, key: str | None) -> Path | None:
+        """The local path of a kept file (None when none was kept); local stores only."""
+        if not key:
+            return None
+        if not isinstance(self.files, LocalFiles):
+            raise ValueError(f"{self.where}: kept files are in {self.files and self.files.location}"
+                             ", not on this machine; read them with read_file")  # fmt: skip
+        return self.files.path(key)
 
     def prune(self, before: str) -> int:
         """Delete unreviewed predictions older than BEFORE (ISO-8601) and their files.
 
         Reviewed ones stay: retraining and the gate still need them. Returns rows deleted.
+        Files go after the commit: a crash leaves orphan files (`prune_files` removes
+        them), never rows whose images are gone.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            doomed = self._db.execute(
-                "SELECT id, image_file, map_file FROM predictions WHERE time < ? AND id NOT IN"
-                " (SELECT prediction_id FROM verdicts)",
-                (before,),
-            ).fetchall()
-            self._db.executemany("DELETE FROM predictions WHERE id = ?", [(r[0],) for r in doomed])
-            self._db.execute("COMMIT")
-        for row in doomed:  # after the commit: a crash leaves orphan files, never lost rows
-            for relative in (row[1], row[2]):
-                if relative:
-                    (self.files / relative).unlink(missing_ok=True)
+        p = predictions.c
+        reviewed = select(verdicts.c.id).where(verdicts.c.prediction_id == p.id).exists()
+        statement = (
+            predictions.delete()
+            .where(p.time < before, ~reviewed)
+            .returning(p.id, p.image_file, p.map_file)
+        )
+        with self._transaction(write=True) as connection:
+            doomed = connection.execute(statement).all()
+        if self.files is not None:
+            for row in doomed:
+                for key in (row.image_file, row.map_file):
+                    if key:
+                        self.files.delete(key)
         return len(doomed)
 
+    def prune_files(self, older_than: str) -> int:
+        """Delete kept files of days before OLDER_THAN (ISO) that no row names; the count.
+
+        What `prune` leaves behind when it is stopped between its commit and the deletes,
+        and files of writes that failed after storing them. A file whose row is still
+        being written is seconds old, never days, so only earlier days are candidates.
+        """
+        if self.files is None:
+            return 0
+        day = datetime.fromisoformat(older_than[:10]).date()
+        candidates = {key for key in self.files.stored_keys() if key[:10] < day.isoformat()}
+        if not candidates:
+            return 0
+        p = predictions.c
+        # A row is written after its files, so rows naming a candidate are older than the
+        # day after the newest candidate day: after `prune` that is mostly reviewed rows.
+        until = (day + timedelta(days=1)).isoformat()
+        named: set[str] = set()
+        with self._transaction() as connection:
+            for row in connection.execute(select(p.image_file, p.map_file).where(p.time < until)):
+                named.update(row)
+        orphans = candidates - named
+        for key in orphans:
+            self.files.delete(key)
+        return len(orphans)
+
     def count(self, variant: str | None = None) -> int:
-        sql, parameters = "SELECT COUNT(*) AS n FROM predictions", ()
+        """Rows in the log (of VARIANT when given)."""
+        statement = select(func.count()).select_from(predictions)
         if variant is not None:
-            sql, parameters = f"{sql} WHERE variant = ?", (variant,)
-        return self._query(sql, parameters)[0]["n"]
+            statement = statement.where(predictions.c.variant == variant)
+        with self._transaction() as connection:
+            return connection.execute(statement).scalar_one()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._engine.dispose()
 
     def __enter__(self) -> PredictionLog:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-# Each prediction with its latest verdict (verdict ids grow, so the max id is the latest).
-_WITH_VERDICT = """
-SELECT p.*, v.verdict AS verdict, v.reviewer AS reviewer, v.time AS verdict_time,
-       v.note AS verdict_note
-FROM predictions p
-LEFT JOIN verdicts v ON v.id = (SELECT MAX(id) FROM verdicts WHERE prediction_id = p.id)
-"""

@@ -8,7 +8,7 @@ import pytest
 from anomalyops.components.data.storage import (
     GCS_ENDPOINT,
     StorageError,
-    _client,
+    bucket_client,
     download,
     is_bucket_uri,
     local_path,
@@ -67,5 +67,5 @@ def test_missing_sources_are_one_line_errors(s3_bucket, tmp_path):
 
 
 def test_gs_uses_the_gcs_interoperability_endpoint():
-    assert _client("gs").meta.endpoint_url == GCS_ENDPOINT
-    assert _client("s3").meta.endpoint_url != GCS_ENDPOINT
+    assert bucket_client("gs").meta.endpoint_url == GCS_ENDPOINT
+    assert bucket_client("s3").meta.endpoint_url != GCS_ENDPOINT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -84,7 +85,8 @@ def test_log_prune_deletes_old_unreviewed_rows(tmp_path, capsys):
         log.mark(reviewed, "false_alarm", "ana")
         # Age the rows: written now, they are made two months old.
         aged = (datetime.now(UTC) - timedelta(days=60)).isoformat()
-        log._db.execute("UPDATE predictions SET time = ?", (aged,))
+        with sqlite3.connect(log_db) as db:
+            db.execute("UPDATE predictions SET time = ?", (aged,))
         log.write([PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0)])
     assert main(["log", "prune", "--log-db", str(log_db), "--older-than", "30d"]) == 0
     assert "deleted 1 unreviewed" in capsys.readouterr().out
