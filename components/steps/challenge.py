@@ -28,11 +28,11 @@ def challenge_step(
 ) -> Challenge:
     """Score both models; record the champion's numbers on this set in the registry."""
     from anomalyops.components.data.feedback import DEFECTS, NORMAL, feedback_images
-    from anomalyops.components.data.storage import download
     from anomalyops.components.evaluation.challenge import challenge
     from anomalyops.components.registry.champion import record_evaluation
     from anomalyops.components.steps.evaluate import sample_maps
     from anomalyops.components.training.fewshot import normal_samples
+    from anomalyops.serving.storage import download
 
     new_good = [s.path for s in normal_samples(data)] + feedback_images(feedback_dir, NORMAL)
     Path(maps_dir).mkdir(parents=True, exist_ok=True)

@@ -140,8 +140,8 @@ def _deploy_to_kserve(
     decision: dict, repository: str, flavour: str, kserve_json: str
 ) -> Deployment:
     """Upload the version's Triton repository to its own prefix, then roll the line to it."""
-    from anomalyops.components.data.storage import is_bucket_uri, upload
     from anomalyops.components.deploy.kserve import KServeSettings, custom_objects_api, rollout
+    from anomalyops.serving.storage import is_bucket_uri, upload
 
     settings = KServeSettings.from_json(kserve_json)  # bad settings fail before any work
     if not is_bucket_uri(repository):

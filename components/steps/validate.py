@@ -47,8 +47,8 @@ def validate_component(
 
     Later steps read the images from that artifact, never from a path on one machine.
     """
-    from anomalyops.components.data.storage import download
     from anomalyops.components.steps.validate import validate_step
+    from anomalyops.serving.storage import download
 
     download(data, dataset.path)
     result = validate_step(

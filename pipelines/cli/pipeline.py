@@ -53,7 +53,7 @@ def _cluster_settings(args: argparse.Namespace):
 
 
 def _data(args: argparse.Namespace, out: Path) -> str:
-    from anomalyops.components.data.storage import is_bucket_uri
+    from anomalyops.serving.storage import is_bucket_uri
 
     if args.data:
         return args.data if is_bucket_uri(args.data) else str(Path(args.data).resolve())
@@ -70,7 +70,7 @@ def _data(args: argparse.Namespace, out: Path) -> str:
 
 def _local(value: str) -> str:
     """A path made absolute (kfp.local steps run elsewhere); bucket URIs and '' as given."""
-    from anomalyops.components.data.storage import is_bucket_uri
+    from anomalyops.serving.storage import is_bucket_uri
 
     return value if not value or is_bucket_uri(value) else str(Path(value).resolve())
 

@@ -4,7 +4,7 @@ The log's rows hold only a key (`<day>/<uuid><suffix>`); the bytes live in a sto
 to a SQLite log that is a folder (`<log>.files/`); on a cluster it is a bucket prefix
 (`s3://bucket/prefix`, `gs://...`) that every replica, the review page and the prune job
 reach through the same boto3 code as the rest of the platform
-(`components/data/storage.py`; AWS credentials and `AWS_ENDPOINT_URL_S3` from the
+(`serving/storage.py`; AWS credentials and `AWS_ENDPOINT_URL_S3` from the
 environment), so no ReadWriteMany volume is needed.
 """
 
@@ -75,7 +75,7 @@ class BucketFiles:
     """A bucket prefix (S3, MinIO, GCS's S3 API): what a cluster's replicas share."""
 
     def __init__(self, uri: str) -> None:
-        from anomalyops.components.data.storage import bucket_client, parse_bucket_uri
+        from anomalyops.serving.storage import bucket_client, parse_bucket_uri
 
         self.uri = parse_bucket_uri(uri)
         self.location = str(self.uri)
@@ -102,7 +102,7 @@ class BucketFiles:
         self._client.delete_object(Bucket=self.uri.bucket, Key=self._key(key))
 
     def stored_keys(self) -> Iterator[str]:
-        from anomalyops.components.data.storage import object_keys
+        from anomalyops.serving.storage import object_keys
 
         start = len(self.uri.prefix) + 1 if self.uri.prefix else 0
         for key in object_keys(self._client, self.uri):

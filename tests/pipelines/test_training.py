@@ -69,7 +69,7 @@ def few_images(weld: Path, data: Path) -> Path:
 def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys, request, where):
     data = str(few_images(weld, tmp_path / "few"))
     if where == "bucket":  # validate copies the data from the bucket into its artifact
-        from anomalyops.components.data.storage import upload
+        from anomalyops.serving.storage import upload
 
         data = upload(data, f"{request.getfixturevalue('s3_bucket')}/few")
     out = tmp_path / "out"

@@ -14,13 +14,13 @@ import boto3
 import pytest
 from kube_api import ISVC, PLURAL, FakeKServe, KubeApi
 
-from anomalyops.components.data.storage import parse_bucket_uri
 from anomalyops.components.deploy.export import export
 from anomalyops.components.deploy.kserve import custom_objects_api
 from anomalyops.components.registry.register import register
 from anomalyops.components.registry.server import LocalServer
 from anomalyops.components.steps.deploy import deploy_step
 from anomalyops.serving.contract.model import load_contract
+from anomalyops.serving.storage import parse_bucket_uri
 
 NAMESPACE = "plant-a"
 KSERVE = json.dumps({"namespace": NAMESPACE, "ready_timeout_s": 5, "poll_s": 0.05})
@@ -81,7 +81,7 @@ def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
     assert not stale.deployed and "champion is now v2" in stale.reason
     # The bucket holds one Triton repository per version, as KServe's Triton runtime loads it.
     repository = tmp_path / "repository"
-    from anomalyops.components.data.storage import download
+    from anomalyops.serving.storage import download
 
     download(rolled.storage_uri, repository)
     assert {p.relative_to(repository).as_posix() for p in repository.rglob("*") if p.is_file()} >= {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from anomalyops.components.data.storage import (
+from anomalyops.serving.storage import (
     GCS_ENDPOINT,
     StorageError,
     bucket_client,
