@@ -416,8 +416,9 @@ def test_review_page_per_line_reads_that_line_log_behind_the_ingress(render):
         assert container["args"][:2] == ["review", "serve"]
         assert f"--log-db={transformer_log}" in container["args"]
         assert f"--variant={variant}" in container["args"]
-        assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == (
-            line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        assert (
+            pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+            == (line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"])
         )
         assert not pod["automountServiceAccountToken"]  # it needs no Kubernetes API
         ingress = named(objects, "Ingress", name)
