@@ -110,6 +110,27 @@ class KubeApi:
         return [(r.method.value, r.url.path, r.data) for r in self.handler]
 
 
+def chart_line(api, namespace: str, name: str, mode: str, uri: str | None) -> None:
+    """Create NAME as charts/anomalyops renders a line (no model yet: stopped)."""
+    annotations = {"serving.kserve.io/deploymentMode": mode,
+                   "anomalyops.io/transformer-model-mount": "/mnt/models"}  # fmt: skip
+    model = {"modelFormat": {"name": "triton", "version": "2"}, "protocolVersion": "v2",
+             "runtime": "rel-anomalyops-triton"}  # fmt: skip
+    transformer = {"minReplicas": 1, "maxReplicas": 1,
+                   "containers": [{"name": "kserve-container", "image": "t:1"}]}  # fmt: skip
+    if uri:
+        model["storageUri"] = uri
+        transformer["storageUris"] = [{"uri": uri, "mountPath": "/mnt/models"}]
+    else:
+        annotations["serving.kserve.io/stop"] = "true"
+    api.create_namespaced_custom_object(*ISVC, namespace, PLURAL, {
+        "apiVersion": "/".join(ISVC), "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model},
+                 "transformer": transformer},
+    })  # fmt: skip
+
+
 # --- FakeKServe: what KServe v0.20.0's controller does to one InferenceService ----------
 # Each rule cites the file of kserve/kserve@v0.20.0 (or knative/serving@knative-v1.21.1)
 # it follows; what is not listed (ingress, autoscaling, pods) is not modelled.

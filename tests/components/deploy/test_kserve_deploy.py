@@ -13,11 +13,10 @@ import time
 
 import pytest
 from k8s_schemas import validate
-from kube_api import FakeKServe, KubeApi
+from kube_api import FakeKServe, KubeApi, chart_line
 
 from anomalyops.components.deploy.kserve import (
     GROUP,
-    MOUNT_ANNOTATION,
     PLURAL,
     VERSION,
     KServeSettings,
@@ -40,26 +39,6 @@ def kube():
 @pytest.fixture
 def api(kube):
     return custom_objects_api(kube.api_client())
-
-
-def chart_line(api, name: str, mode: str, uri: str | None) -> None:
-    """The InferenceService as charts/anomalyops renders it (no model yet: stopped)."""
-    annotations = {"serving.kserve.io/deploymentMode": mode, MOUNT_ANNOTATION: "/mnt/models"}
-    model = {"modelFormat": {"name": "triton", "version": "2"}, "protocolVersion": "v2",
-             "runtime": "rel-anomalyops-triton"}  # fmt: skip
-    transformer = {"minReplicas": 1, "maxReplicas": 1,
-                   "containers": [{"name": "kserve-container", "image": "t:1"}]}  # fmt: skip
-    if uri:
-        model["storageUri"] = uri
-        transformer["storageUris"] = [{"uri": uri, "mountPath": "/mnt/models"}]
-    else:
-        annotations["serving.kserve.io/stop"] = "true"
-    api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
-        "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model},
-                 "transformer": transformer},
-    })  # fmt: skip
 
 
 def fetch(api, name: str) -> dict:
@@ -101,7 +80,7 @@ def only_model_and_traffic(body: dict) -> bool:
 
 
 def test_knative_canary_then_promote_moves_predictor_and_transformer(kube, api):
-    chart_line(api, "weld", "Knative", "s3://models/weld/v1")
+    chart_line(api, NAMESPACE, "weld", "Knative", "s3://models/weld/v1")
     with FakeKServe(api, NAMESPACE, "weld", healthy=lambda uri: True) as kserve:
         wait_settled(kserve)
         done = rollout(api, settings("weld"), "s3://models/weld/v2", log=lambda _: None)
@@ -131,7 +110,7 @@ def test_knative_canary_then_promote_moves_predictor_and_transformer(kube, api):
 
 
 def test_standard_waits_for_the_deployment_not_the_ready_condition(kube, api):
-    chart_line(api, "cap", "Standard", "s3://models/cap/v1")
+    chart_line(api, NAMESPACE, "cap", "Standard", "s3://models/cap/v1")
     with FakeKServe(api, NAMESPACE, "cap", healthy=lambda uri: True, delay=0.6) as kserve:
         wait_settled(kserve)
         kserve.settled.clear()
@@ -155,7 +134,7 @@ def test_standard_waits_for_the_deployment_not_the_ready_condition(kube, api):
 @pytest.mark.parametrize("mode", MODES)
 def test_a_broken_version_fails_fast_and_rolls_back(kube, api, mode):
     name = f"tile-{mode.lower()}"
-    chart_line(api, name, mode, "s3://models/tile/v1")
+    chart_line(api, NAMESPACE, name, mode, "s3://models/tile/v1")
     healthy = lambda uri: not uri.endswith("broken")  # noqa: E731
     with FakeKServe(api, NAMESPACE, name, healthy=healthy) as kserve:
         wait_settled(kserve)
@@ -187,7 +166,7 @@ def test_a_broken_version_fails_fast_and_rolls_back(kube, api, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_a_line_with_no_model_starts_on_the_first_deploy(kube, api, mode):
     name = f"new-{mode.lower()}"
-    chart_line(api, name, mode, None)
+    chart_line(api, NAMESPACE, name, mode, None)
     with FakeKServe(api, NAMESPACE, name, healthy=lambda uri: True) as kserve:
         wait_settled(kserve)
         assert fetch(api, name)["status"]["conditions"][0]["reason"] == "Stopped"
@@ -201,7 +180,7 @@ def test_a_line_with_no_model_starts_on_the_first_deploy(kube, api, mode):
 
 
 def test_a_first_model_that_fails_stops_the_line_again(kube, api):
-    chart_line(api, "bad-first", "Standard", None)
+    chart_line(api, NAMESPACE, "bad-first", "Standard", None)
     with FakeKServe(api, NAMESPACE, "bad-first", healthy=lambda uri: False) as kserve:
         wait_settled(kserve)
         with pytest.raises(RolloutError, match="line stopped again"):
@@ -210,7 +189,7 @@ def test_a_first_model_that_fails_stops_the_line_again(kube, api):
 
 
 def test_a_repeated_deploy_changes_nothing(kube, api):
-    chart_line(api, "bottle", "Standard", "s3://models/bottle/v1")
+    chart_line(api, NAMESPACE, "bottle", "Standard", "s3://models/bottle/v1")
     with FakeKServe(api, NAMESPACE, "bottle", healthy=lambda uri: True) as kserve:
         wait_settled(kserve)
         again = rollout(api, settings("bottle"), "s3://models/bottle/v1", log=lambda _: None)
@@ -222,7 +201,7 @@ def test_a_repeated_deploy_changes_nothing(kube, api):
 def test_every_patch_is_model_and_traffic_only(kube, api, mode):
     """The chart owns runtime, replicas, resources, scheduling: the step never writes them."""
     name = f"own-{mode.lower()}"
-    chart_line(api, name, mode, "s3://models/own/v1")
+    chart_line(api, NAMESPACE, name, mode, "s3://models/own/v1")
     with FakeKServe(api, NAMESPACE, name, healthy=lambda uri: "broken" not in uri) as kserve:
         wait_settled(kserve)
         rollout(api, settings(name), "s3://models/own/v2", log=lambda _: None)
