@@ -52,15 +52,14 @@ ENTRYPOINT ["python", "-m", "anomalyops.serving.transformer"]
 # The stock image has Triton's python backend but not the onnxruntime wheel the `python`
 # flavour's model.py imports (serving/triton/python_backend.py), so that flavour, the
 # deploy step's default, could not load there. Triton 24.10 (2.51, the version the tests
-# run) is Ubuntu 22.04 with Python 3.10: onnxruntime 1.23.2 is the newest wheel for 3.10
-# (requirements-triton.lock's 1.32.0 needs 3.11; the exported graph is opset 17, which
-# both run); numpy stays below 2 for the backend stub, as in the local Triton venv.
-# faiss-cpu (requirements.lock's version) is there for the CPU bank search.
+# run) is Ubuntu 22.04 with Python 3.10, hence its own lock (requirements-triton-image.lock:
+# onnxruntime 1.23.2, the newest for 3.10; numpy below 2 for the backend stub; faiss-cpu).
+# Not the Makefile's recipe: this is Triton's interpreter, not the project's venv.
 # Untested here: no container daemon runs on the development machines.
 FROM nvcr.io/nvidia/tritonserver:24.10-py3 AS triton
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python3 -m pip install --no-cache-dir \
-        "numpy==1.26.4" "onnxruntime==1.23.2" "faiss-cpu==1.15.1" \
+COPY requirements-triton-image.lock /tmp/
+RUN python3 -m pip install --no-deps -r /tmp/requirements-triton-image.lock \
     && python3 -c "import onnxruntime, faiss, numpy; print(onnxruntime.__version__)"
 USER 1000
 

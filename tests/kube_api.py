@@ -110,8 +110,8 @@ class KubeApi:
         return [(r.method.value, r.url.path, r.data) for r in self.handler]
 
 
-def chart_line(api, namespace: str, name: str, mode: str, uri: str | None) -> None:
-    """Create NAME as charts/anomalyops renders a line (no model yet: stopped)."""
+def chart_line_object(namespace: str, name: str, mode: str, uri: str | None) -> dict:
+    """NAME as charts/anomalyops renders a line (no model yet: stopped)."""
     annotations = {"serving.kserve.io/deploymentMode": mode,
                    "anomalyops.io/transformer-model-mount": "/mnt/models"}  # fmt: skip
     model = {"modelFormat": {"name": "triton", "version": "2"}, "protocolVersion": "v2",
@@ -123,12 +123,18 @@ def chart_line(api, namespace: str, name: str, mode: str, uri: str | None) -> No
         transformer["storageUris"] = [{"uri": uri, "mountPath": "/mnt/models"}]
     else:
         annotations["serving.kserve.io/stop"] = "true"
-    api.create_namespaced_custom_object(*ISVC, namespace, PLURAL, {
+    return {
         "apiVersion": "/".join(ISVC), "kind": "InferenceService",
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, "model": model},
                  "transformer": transformer},
-    })  # fmt: skip
+    }  # fmt: skip
+
+
+def chart_line(api, namespace: str, name: str, mode: str, uri: str | None) -> None:
+    """Create the line as the chart does (`helm install`)."""
+    obj = chart_line_object(namespace, name, mode, uri)
+    api.create_namespaced_custom_object(*ISVC, namespace, PLURAL, obj)
 
 
 # --- FakeKServe: what KServe v0.20.0's controller does to one InferenceService ----------

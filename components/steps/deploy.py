@@ -170,8 +170,8 @@ def _deploy_to_kserve(
         add_model(Path(scratch) / "repository", variant, export_dir, flavour)
         upload(Path(scratch) / "repository", storage_uri)
     done = rollout(custom_objects_api(), settings, storage_uri)
-    return result(True, f"{variant} v{version} {done.action} on InferenceService "
-                        f"{settings.namespace}/{name} ({done.mode} mode, {storage_uri})")  # fmt: skip
+    where = f"{settings.namespace}/{name} ({done.mode} mode, {storage_uri})"
+    return result(True, f"{variant} v{version} {done.action} on InferenceService {where}")
 
 
 @component
