@@ -6,6 +6,7 @@
 #   docker build -t ghcr.io/anomalyops/anomalyops:0.1.0 .                       # CUDA torch
 #   docker build --build-arg TORCH=cpu -t ghcr.io/anomalyops/anomalyops:0.1.0-cpu .
 #   docker build --target transformer -t ghcr.io/anomalyops/anomalyops-transformer:0.1.0 .
+#   docker build --target triton -t ghcr.io/anomalyops/anomalyops-triton:0.1.0 .
 #
 # Pin the base by digest where you can (--build-arg PYTHON_IMAGE=python@sha256:...).
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
@@ -47,6 +48,21 @@ COPY --from=venv-cpu /opt/anomalyops /opt/anomalyops
 USER 10001
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "anomalyops.serving.transformer"]
+
+# --- Triton for the chart's ServingRuntime -------------------------------------------------
+# The stock image has Triton's python backend but not the onnxruntime wheel the `python`
+# flavour's model.py imports (serving/triton/python_backend.py), so that flavour, the
+# deploy step's default, could not load there. Triton 24.10 (2.51, the version the tests
+# run) is Ubuntu 22.04 with Python 3.10, hence its own lock (requirements-triton-image.lock:
+# onnxruntime 1.23.2, the newest for 3.10; numpy below 2 for the backend stub; faiss-cpu).
+# Not the Makefile's recipe: this is Triton's interpreter, not the project's venv.
+# Untested here: no container daemon runs on the development machines.
+FROM nvcr.io/nvidia/tritonserver:24.10-py3 AS triton
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements-triton-image.lock /tmp/
+RUN python3 -m pip install --no-deps -r /tmp/requirements-triton-image.lock \
+    && python3 -c "import onnxruntime, faiss, numpy; print(onnxruntime.__version__)"
+USER 1000
 
 # Last, so a plain `docker build` gives the step image. KFP sets each step's command;
 # the chart also runs the MLflow server and the drift CronJob from it.

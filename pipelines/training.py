@@ -7,7 +7,8 @@ models travel between steps as KFP artifacts only: validate copies `data` (a buc
 a path the step can read) into its Dataset artifact. Deploy writes the Triton model
 repository at `triton_repository`: locally a folder (`deploy_target="repository"`); on a
 cluster (`deploy_target="kserve"`) a bucket URI, with the line's InferenceService rolled
-to the new version (`kserve_json`: components/kserve_deploy.KServeSettings). `python`
+to the new version (`kserve_json`: components/deploy/kserve.py KServeSettings, `name` = the
+chart's line). `python`
 flavour on CPU, `onnxruntime` on GPU; with `triton_url` (a running Triton's model-control
 address) the new champion is also loaded there and served at once. Image, resources and
 GPUs: cluster_settings.py.

@@ -1,12 +1,13 @@
-"""tests/k8s_schemas.py itself: strictness where the CRD allows it, and the object the deploy
-step builds with the kserve SDK's models validates against the real CRDs."""
+"""tests/k8s_schemas.py itself: strictness where the CRD allows it, and a line as the chart
+makes it, after the deploy step's patch, validates against the real CRDs."""
 
 from __future__ import annotations
 
 import pytest
 from k8s_schemas import K8sSchemaError, kserve_errors, strict, validate
+from kube_api import chart_line_object
 
-from anomalyops.components.deploy.kserve import KServeSettings, inference_service
+from anomalyops.components.deploy.kserve import model_patch
 
 
 def test_strict_closes_listed_objects_but_not_open_ones():
@@ -27,22 +28,37 @@ def test_strict_closes_listed_objects_but_not_open_ones():
     assert "additionalProperties" not in schema  # the input is left alone
 
 
-def sdk_inference_service() -> dict:
-    """What the deploy step sends, with a canary share as its patch adds."""
-    settings = KServeSettings(namespace="plant", resources={"limits": {"nvidia.com/gpu": 1}})
-    obj = inference_service(settings, "weld-line-1", "s3://anomalyops/triton/weld-line-1")
-    obj["spec"]["predictor"]["canaryTrafficPercent"] = 10
-    return obj
+def merged(target: dict, patch: dict) -> dict:
+    """RFC 7386 JSON merge patch, as the API server applies the deploy step's patch."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
-def test_an_inference_service_built_with_the_kserve_sdk_validates():
-    obj = sdk_inference_service()
+def patched_line() -> dict:
+    """A stopped line, after the deploy step's patch, with a canary share as Knative adds."""
+    line = chart_line_object("plant", "weld-line-1", "Knative", None)
+    patch = model_patch(line, "s3://anomalyops/triton/weld/v1")
+    patch["spec"]["predictor"]["canaryTrafficPercent"] = 10
+    patch["metadata"] = {"annotations": {"serving.kserve.io/stop": None}}
+    return merged(line, patch)
+
+
+def test_a_patched_line_validates():
+    obj = patched_line()
     assert obj["spec"]["predictor"]["model"]["storageUri"].startswith("s3://")
+    assert obj["spec"]["transformer"]["storageUris"][0]["mountPath"] == "/mnt/models"
     validate(obj)
 
 
 def test_a_hand_written_typo_is_named():
-    obj = sdk_inference_service()
+    obj = patched_line()
     obj["spec"]["predictor"]["model"]["storageURI"] = "s3://x/y"
     assert kserve_errors(obj) == [
         "spec.predictor.model: Additional properties are not allowed ('storageURI' was unexpected)"

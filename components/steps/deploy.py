@@ -13,8 +13,10 @@ fails to load leaves the previous one serving; the `champion` alias is then move
 to that version, so the registry's champion is always what is served, and the step fails.
 
 With `target="kserve"` (a cluster) the version becomes a Triton repository under its own
-prefix of a bucket (`REPOSITORY/<variant>/v<version>`) and the line's InferenceService is
-rolled to it with a canary (components/deploy/kserve.py).
+prefix of a bucket (`REPOSITORY/<variant>/v<version>`) and the line's InferenceService,
+which the chart created, is rolled to it (components/deploy/kserve.py: only the model
+URIs and, in Knative mode, the canary share change). The default `python` flavour runs in
+the chart's Triton image (Dockerfile target `triton`: onnxruntime inside Triton).
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
@@ -148,7 +150,7 @@ def _deploy_to_kserve(
         raise ValueError(f"deploy: target kserve needs REPOSITORY as s3:// or gs://, got "
                          f"{repository!r}")  # fmt: skip
     variant, version, run_id = decision["variant"], str(decision["version"]), decision["run_id"]
-    name = settings.name or variant
+    name = settings.name
     storage_uri = f"{repository.rstrip('/')}/{variant}/v{version}"
 
     def result(deployed: bool, reason: str) -> Deployment:
@@ -167,9 +169,9 @@ def _deploy_to_kserve(
         _check_lineage(export_dir, variant, version, run_id)
         add_model(Path(scratch) / "repository", variant, export_dir, flavour)
         upload(Path(scratch) / "repository", storage_uri)
-    done = rollout(custom_objects_api(), settings, name, storage_uri)
-    return result(True, f"{variant} v{version} {done.action} on InferenceService "
-                        f"{settings.namespace}/{name} ({storage_uri})")  # fmt: skip
+    done = rollout(custom_objects_api(), settings, storage_uri)
+    where = f"{settings.namespace}/{name} ({done.mode} mode, {storage_uri})"
+    return result(True, f"{variant} v{version} {done.action} on InferenceService {where}")
 
 
 @component

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import yaml
-from chart_values import CHART, HELM, VALUE_SETS, values_args
+from chart_values import CHART, HELM, values_args
 from k8s_schemas import require_or_skip
+
 
 @pytest.fixture(scope="session")
 def helm() -> Callable[..., subprocess.CompletedProcess]:

@@ -120,7 +120,7 @@ def test_the_values_schema_names_the_bad_field(helm, values, named_in_error):
     ("value_set", "values", "message"),
     [
         ("default", ["lines[0].minReplicas=3"], "minReplicas 3 is above maxReplicas 1"),
-        ("cpu", ["lines[0].canaryTrafficPercent=10"], "canary traffic needs"),
+        ("default", ["serving.deploymentMode=Knative"], "Knative mode needs config-features"),
         ("default", ["lines[1].name=w", "lines[1].variant=x", "lines[1].storageUri=s3://b/x"],
          'the name "w" appears twice'),
         ("default", ["mlflow.replicas=2"], "more than one replica needs an external database"),
@@ -142,12 +142,12 @@ def test_gpu_lines_ask_for_gpus_on_gpu_nodes(render):
         assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert predictor["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         assert predictor["tolerations"][0]["key"] == "nvidia.com/gpu"
-        assert predictor["model"]["storageUri"].startswith("s3://anomalyops/triton/")
         transformer = line["spec"]["transformer"]
         assert "nvidia.com/gpu" not in str(transformer)  # image decoding stays on the CPU
+        # Traffic is the deploy step's: the chart never sets a canary, on either component.
+        assert "canaryTrafficPercent" not in str(line["spec"])
     weld, tile = lines
-    assert weld["spec"]["predictor"]["canaryTrafficPercent"] == 10
-    assert "canaryTrafficPercent" not in tile["spec"]["predictor"]
+    assert weld["spec"]["predictor"]["model"]["storageUri"] == "s3://anomalyops/triton/weld-line-1"
     assert (weld["spec"]["predictor"]["minReplicas"], weld["spec"]["predictor"]["maxReplicas"]) == (
         1,
         3,
@@ -166,14 +166,24 @@ def test_cpu_lines_ask_for_no_gpu_and_run_in_standard_mode(render):
     assert drift_jobs(objects) == []  # drift disabled in this set
 
 
+def test_a_line_with_no_model_yet_is_stopped_not_crashing(render):
+    weld, tile = kinds(render("gpu"), "InferenceService")
+    assert "serving.kserve.io/stop" not in weld["metadata"]["annotations"]
+    assert tile["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
+    assert "storageUri" not in tile["spec"]["predictor"]["model"]  # no initializer to fail
+    assert "storageUris" not in tile["spec"]["transformer"]
+    # The deploy step adds the transformer's mount where the chart says it goes.
+    assert tile["metadata"]["annotations"]["anomalyops.io/transformer-model-mount"] == "/mnt/models"
+    assert "--model_repository=/mnt/models" in tile["spec"]["transformer"]["containers"][0]["args"]
+
+
 def test_transformer_serves_the_line_variant_from_the_same_repository(render):
     for line in kinds(render("gpu"), "InferenceService"):
         variant = line["metadata"]["labels"]["anomalyops.io/variant"]
-        storage = line["spec"]["predictor"]["model"]["storageUri"]
+        storage = line["spec"]["predictor"]["model"].get("storageUri")
         transformer = line["spec"]["transformer"]
-        assert transformer["storageUris"] == [  # the whole repository, as Triton's
-            {"uri": storage, "mountPath": "/mnt/models"}
-        ]
+        if storage:  # the whole repository, as Triton's
+            assert transformer["storageUris"] == [{"uri": storage, "mountPath": "/mnt/models"}]
         (container,) = transformer["containers"]
         assert container["command"] == ["python", "-m", "anomalyops.serving.transformer"]
         assert f"--model_name={variant}" in container["args"]
@@ -260,8 +270,9 @@ def test_rbac_is_least_privilege(render, value_set):
         {
             "apiGroups": ["serving.kserve.io"],
             "resources": ["inferenceservices"],
-            "verbs": ["get", "create", "patch", "watch"],
-        }
+            "verbs": ["get", "patch"],  # never create (the chart does), nothing watches
+        },
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
     ]
     monitor = named(objects, "Role", "rel-anomalyops-monitor")
     assert {verb for rule in monitor["rules"] for verb in rule["verbs"]} == {"get", "list"}
@@ -307,11 +318,16 @@ def test_a_digest_pins_the_image(render):
     assert default["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
 
 
-def test_triton_runtime_is_the_version_tests_run(render):
+def test_triton_runtime_is_the_projects_triton_image(render):
     runtime = kinds(render(), "ServingRuntime")[0]
     (container,) = runtime["spec"]["containers"]
-    assert container["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51
+    assert container["image"] == "ghcr.io/anomalyops/anomalyops-triton:0.1.0"
+    # The Dockerfile's `triton` target: the version the tests run, plus onnxruntime.
+    dockerfile = (CHART.parents[1] / "Dockerfile").read_text()
+    assert "nvcr.io/nvidia/tritonserver:24.10-py3" in dockerfile  # Triton 2.51
     assert "--model-control-mode=none" in container["args"]
+    for probe in ("readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert {"name": "triton", "version": "2", "autoSelect": True, "priority": 1} in runtime["spec"][
         "supportedModelFormats"
     ]

@@ -52,10 +52,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if gt (int $merged.transformer.minReplicas) (int $merged.transformer.maxReplicas) -}}
 {{- fail (printf "lines[%s].transformer: minReplicas %v is above maxReplicas %v" $line.name $merged.transformer.minReplicas $merged.transformer.maxReplicas) -}}
 {{- end -}}
-{{- if and (hasKey $merged "canaryTrafficPercent") (eq $root.Values.serving.deploymentMode "Standard") -}}
-{{- fail (printf "lines[%s].canaryTrafficPercent: canary traffic needs serving.deploymentMode Knative (KServe's Standard mode has no revisions)" $line.name) -}}
-{{- end -}}
 {{- toYaml $merged -}}
+{{- end -}}
+
+{{/* Knative 1.21 refuses pod fields it disables by default (knative/serving
+     pkg/apis/config/features.go defaultFeaturesConfig, enforced by
+     pkg/apis/serving/fieldmask.go). In Knative mode a line renders only when
+     serving.knativeFeatures lists every flag its pods need; platform/knative/ enables them.
+     list of (root, merged line) -> nothing, or fail naming the missing flags. */}}
+{{- define "anomalyops.knativeNeeds" -}}
+{{- $root := index . 0 -}}
+{{- $line := index . 1 -}}
+{{- if eq $root.Values.serving.deploymentMode "Knative" -}}
+{{- /* the transformer: pod securityContext, the prediction log's PVC (written), and the
+     storage initializer KServe adds for storageUris */ -}}
+{{- $needs := list "kubernetes.podspec-securitycontext" "kubernetes.podspec-persistent-volume-claim" "kubernetes.podspec-persistent-volume-write" "kubernetes.podspec-init-containers" -}}
+{{- if $line.nodeSelector }}{{ $needs = append $needs "kubernetes.podspec-nodeselector" }}{{ end -}}
+{{- if $line.tolerations }}{{ $needs = append $needs "kubernetes.podspec-tolerations" }}{{ end -}}
+{{- $missing := list -}}
+{{- range $needs }}{{ if not (has . $root.Values.serving.knativeFeatures) }}{{ $missing = append $missing . }}{{ end }}{{ end -}}
+{{- if $missing -}}
+{{- fail (printf "lines[%s]: Knative mode needs config-features %s (Knative 1.21 disables them by default, pkg/apis/config/features.go): apply platform/knative/config-features.yaml and list them in serving.knativeFeatures, or use serving.deploymentMode Standard" $line.name (join ", " $missing)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "anomalyops.mlflowUri" -}}

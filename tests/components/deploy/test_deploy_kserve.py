@@ -2,8 +2,8 @@
 
 Everything a cluster has is real here except the cluster: MLflow (artifacts in the S3
 bucket), the S3 server (moto) with boto3, the `kubernetes` client reading a kubeconfig
-that points at the in-memory API server (kmock). FakeKServe stands in for KServe's
-controller, which cannot run here.
+that points at the in-memory API server (kmock). The line exists as the chart creates it
+(no model yet: stopped); FakeKServe models KServe 0.20's controller, which cannot run here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 
 import boto3
 import pytest
-from kube_api import ISVC, PLURAL, FakeKServe, KubeApi
+from kube_api import ISVC, PLURAL, FakeKServe, KubeApi, chart_line
 
 from anomalyops.components.deploy.export import export
 from anomalyops.components.deploy.kserve import custom_objects_api
@@ -23,7 +23,8 @@ from anomalyops.serving.contract.model import load_contract
 from anomalyops.serving.storage import parse_bucket_uri
 
 NAMESPACE = "plant-a"
-KSERVE = json.dumps({"namespace": NAMESPACE, "ready_timeout_s": 5, "poll_s": 0.05})
+LINE = "weld-line-1"
+KSERVE = json.dumps({"name": LINE, "namespace": NAMESPACE, "ready_timeout_s": 5, "poll_s": 0.05})
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +35,6 @@ def exported(weld, tmp_path_factory):
     train(weld, root / "model", settings={"input_size": (64, 64)}, progress=False)
     export(root / "model", root / "export")
     return root
-
-
-def kubeconfig(path, url: str) -> str:
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
-        "users": [{"name": "test", "user": {"token": "test"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "kmock", "user": "test"}}],
-    }))  # fmt: skip
-    return str(path)
 
 
 @pytest.mark.slow  # a real MLflow server, two registrations, uploads: ~60 s on 2 busy cores
@@ -59,9 +50,10 @@ def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
         assert any(k.startswith("mlflow/") and k.endswith("/export/model.onnx") for k in keys)
 
         with KubeApi() as kube:
-            monkeypatch.setenv("KUBECONFIG", kubeconfig(tmp_path / "kubeconfig", kube.url))
+            monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig(tmp_path / "kubeconfig")))
             api = custom_objects_api(kube.api_client())
-            with FakeKServe(api, NAMESPACE, "weld", healthy=lambda uri: True):
+            chart_line(api, NAMESPACE, LINE, "Standard", None)
+            with FakeKServe(api, NAMESPACE, LINE, healthy=lambda uri: True):
                 deployed = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
                                        target="kserve", kserve_json=KSERVE)  # fmt: skip
                 second = register(exported / "model", {"image_auroc": 0.95}, "weld", mlflow.uri,
@@ -72,10 +64,11 @@ def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
             # A stale decision (v1 claiming champion again) leaves the line alone.
             stale = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
                                 target="kserve", kserve_json=KSERVE)  # fmt: skip
-            final = api.get_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, "weld")
+            final = api.get_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, LINE)
 
-    assert deployed.deployed and "created on InferenceService plant-a/weld" in deployed.reason
-    assert rolled.deployed and "promoted" in rolled.reason
+    assert deployed.deployed
+    assert f"started on InferenceService {NAMESPACE}/{LINE}" in deployed.reason
+    assert rolled.deployed and "promoted" in rolled.reason and "Standard mode" in rolled.reason
     assert rolled.storage_uri == f"{s3_bucket}/triton/weld/v2"
     assert final["spec"]["predictor"]["model"]["storageUri"] == rolled.storage_uri
     assert not stale.deployed and "champion is now v2" in stale.reason
