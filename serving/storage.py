@@ -12,6 +12,7 @@ with shutil, so the local default works as before.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -79,22 +80,33 @@ def object_keys(client, uri: BucketUri) -> list[str]:
     return keys
 
 
-def download(source: str | Path, target: str | Path, progress: bool = False) -> Path:
+def download(source: str | Path, target: str | Path, progress: bool = False,
+             only: Sequence[str] = ()) -> Path:  # fmt: skip
     """Copy the folder at SOURCE (URI or path) into TARGET; returns TARGET.
 
-    Fails, naming SOURCE, when there is nothing there: an empty copy would train on nothing.
+    ONLY, when given, names the files (relative to SOURCE) to copy and nothing else (a
+    served version's model.json without its model.onnx). Fails, naming SOURCE, when
+    there is nothing there: an empty copy would train on nothing.
     """
     target = Path(target)
     if not is_bucket_uri(source):
         path = local_path(source)
         if not path.is_dir():
             raise StorageError(f"{source}: no such folder")
-        shutil.copytree(path, target, dirs_exist_ok=True)
+        if only:
+            target.mkdir(parents=True, exist_ok=True)
+            for name in only:
+                if (path / name).is_file():
+                    shutil.copy2(path / name, target / name)
+        else:
+            shutil.copytree(path, target, dirs_exist_ok=True)
         return target
     uri = parse_bucket_uri(str(source))
     client = bucket_client(uri.scheme)
     try:
         keys = object_keys(client, uri)
+        if only:
+            keys = [key for key in keys if key[len(uri.prefix) :].lstrip("/") in set(only)]
         if not keys:
             raise StorageError(f"{uri}: no objects under this prefix")
         for key in tqdm(keys, desc=f"download {uri}", unit="file", disable=not progress):

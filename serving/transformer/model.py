@@ -30,7 +30,9 @@ statistics, line, the image as received and, for anomalous ones, the anomaly map
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
+from anomalyops.serving import metrics
 from anomalyops.serving.contract.labels import ANOMALOUS, GOOD, label
 from anomalyops.serving.images.decode import (
     DecodeLimits,
@@ -60,6 +63,15 @@ from anomalyops.serving.transformer.protocol import (
 from anomalyops.serving.triton.client import InferenceError, TritonClient
 from anomalyops.serving.triton.served_versions import ServedVersion, ServedVersions, VersionError
 
+log = logging.getLogger(__name__)
+
+
+def _rejection(message: str) -> str:
+    """A decode refusal as a fixed metric label (the message itself names the file)."""
+    if "exceeds" in message or "over the limit" in message or "larger than" in message:
+        return "too_large"
+    return "bomb" if "bomb" in message else "not_image"
+
 
 class AnomalyTransformer(kserve.Model):
     """One product variant: decode + resize on the CPU, score on Triton, threshold here.
@@ -73,12 +85,14 @@ class AnomalyTransformer(kserve.Model):
         name: str,
         triton_url: str,
         repository: str | Path,
-        log_path: Path,
+        log_path: str | Path,
         settings: Settings | None = None,
+        files: str | None = None,
     ) -> None:
         super().__init__(name)
         settings = settings or Settings()
         self.triton_url, self.log_path, self.settings = triton_url, log_path, settings
+        self.files = files
         self.decode = Decoder(
             DecodeLimits(settings.max_image_bytes, settings.max_decoded_bytes),
             settings.max_decodes,
@@ -110,9 +124,32 @@ class AnomalyTransformer(kserve.Model):
         for number in numbers:
             self.versions.get(number)
         self.current = self.versions.get(max(numbers, key=int))
-        self.log = PredictionLog(self.log_path)
+        self.log = self.log or PredictionLog(self.log_path, self.files)
         self.ready = True
         return self.ready
+
+    def load_when_triton_answers(self, interval: float = 2.0) -> None:
+        """Retry `load` until Triton answers (the pod stays unready meanwhile)."""
+        while not self.ready:
+            try:
+                self.load()
+            except (InferenceError, VersionError) as error:
+                log.warning("transformer %r still unready: %s", self.name, error)
+                time.sleep(interval)
+
+    async def __call__(self, body: Any, *args: Any, **kwargs: Any) -> Any:
+        """KServe's preprocess -> predict -> postprocess, counted by outcome and timed."""
+        started, protocol = time.monotonic(), "v2" if isinstance(body, InferRequest) else "v1"
+        outcome = "error"
+        try:
+            result = await super().__call__(body, *args, **kwargs)
+            outcome = "ok"
+            return result
+        except InvalidInput:
+            outcome = "rejected"
+            raise
+        finally:
+            metrics.observe_request(self.name, protocol, outcome, time.monotonic() - started)
 
     async def preprocess(self, payload: Any, headers: dict | None = None) -> Batch:
         """The request's frames, each decoded and resized to the served input size."""
@@ -142,6 +179,7 @@ class AnomalyTransformer(kserve.Model):
             try:
                 frame.image, frame.source = self.decode.resized(frame.data, frame.where, size)
             except ImageDecodeError as error:
+                metrics.observe_decode_rejection(self.name, _rejection(str(error)))
                 raise InvalidInput(str(error)) from None
 
     def _infer(self, frames: list[Frame]) -> None:
@@ -162,6 +200,8 @@ class AnomalyTransformer(kserve.Model):
     def _judge_and_log(self, frames: list[Frame]) -> list[dict]:
         judged = [self._judge(frame) for frame in frames]
         numbers = self.log.write([record for _, record in judged])
+        for _, record in judged:
+            metrics.observe_prediction(self.name, record.line, record.model_version, record.label)
         for (prediction, _), number in zip(judged, numbers, strict=True):
             prediction["id"] = number
         return [prediction for prediction, _ in judged]

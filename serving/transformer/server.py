@@ -4,9 +4,12 @@ its command line, and a subprocess harness for tests and benchmarks."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -55,7 +58,21 @@ class BodyLimit:
 
 
 class BoundModelServer(kserve.ModelServer):
-    """kserve's ModelServer on a chosen address: kserve 0.21 always binds 0.0.0.0."""
+    """kserve's ModelServer on a chosen address: kserve 0.21 always binds 0.0.0.0.
+
+    It also registers a model that is not ready yet: kserve 0.21's
+    `ModelServer._register_and_check_atleast_one_model_is_ready` (kserve/model_server.py)
+    registers only ready models and raises NoModelReady otherwise, so a transformer
+    starting before Triton would exit; registered unready, it answers 503 on its ready
+    endpoint and on predict (kserve's dataplane raises ModelNotReady) until it loads.
+    """
+
+    def _register_and_check_atleast_one_model_is_ready(self, models: list) -> None:
+        for model in models:
+            self.register_model(model)
+            model.enable_latency_logging = self.enable_latency_logging
+            if model.ready:  # kserve's Model.start() only sets ready = True (kserve/model.py)
+                model.start()
 
     def __init__(self, bind_address: str, max_body: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -88,8 +105,9 @@ class TransformerProcess:
     def _ready(self) -> bool:
         try:
             with urllib.request.urlopen(self.url, timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
+                # kserve answers 200 with {"ready": false} for a registered, unready model
+                return response.status == 200 and json.loads(response.read()).get("ready") is True
+        except (urllib.error.URLError, OSError, ValueError):
             return False
 
     def __enter__(self) -> str:
@@ -131,7 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_repository", required=True,
                         help="the Triton model repository (mounted or downloaded): each "
                         "version's model.json and reference.json are read from it")  # fmt: skip
-    parser.add_argument("--log_db", default="predictions.db", help="SQLite prediction log")
+    parser.add_argument("--log_db", default="predictions.db",
+                        help="prediction log: a SQLite path or a database URL "
+                        "(sqlite:///..., postgresql://...)")  # fmt: skip
+    parser.add_argument("--log_files", default=os.environ.get("ANOMALYOPS_PREDICTION_FILES"),
+                        help="where kept images and maps go: a folder or s3://bucket/prefix "
+                        "(default: beside a SQLite log; needed with a database URL)")  # fmt: skip
     parser.add_argument("--bind_address", default="127.0.0.1",
                         help="address to listen on (a cluster pod sets 0.0.0.0)")  # fmt: skip
     defaults = Settings()
@@ -147,12 +170,19 @@ def main(argv: list[str] | None = None) -> None:
         int(args.max_image_mb * 2**20), int(args.max_decoded_mb * 2**20), args.max_decodes,
         args.max_instances, args.keep_images,
     )  # fmt: skip
-    model = AnomalyTransformer(
-        args.model_name, args.predictor_host, args.model_repository, Path(args.log_db), settings
-    )
+    model = AnomalyTransformer(args.model_name, args.predictor_host, args.model_repository,
+                               args.log_db, settings, files=args.log_files)  # fmt: skip
     try:
         model.load()
-    except (InferenceError, VersionError) as error:
+    except InferenceError as error:
+        if not error.unavailable:
+            print(f"error: transformer {args.model_name!r} not started: {error}", file=sys.stderr)
+            sys.exit(2)
+        # Triton not up yet (a pod starting beside it): serve unready, load when it answers.
+        print(f"transformer {args.model_name!r} unready until Triton answers: {error}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        threading.Thread(target=model.load_when_triton_answers, daemon=True).start()
+    except VersionError as error:
         print(f"error: transformer {args.model_name!r} not started: {error}", file=sys.stderr)
         sys.exit(2)
     BoundModelServer(

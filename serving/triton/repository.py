@@ -76,7 +76,9 @@ def model_config(
             f'output [\n  {{ name: "{SCORE_OUTPUT}" data_type: TYPE_FP32 dims: [ 1 ]'
             " reshape: { shape: [ ] } },"
         )
-        kind = "KIND_GPU"
+        kind = (
+            "KIND_AUTO"  # a GPU where the node has one, else the CPU (KIND_GPU fails on CPU nodes)
+        )
     else:
         lines.append('backend: "python"')
         score = f'output [\n  {{ name: "{SCORE_OUTPUT}" data_type: TYPE_FP32 dims: [ 1 ] }},'

@@ -5,12 +5,16 @@ pixel threshold, the model identity and the unusable-frame bounds must come from
 version, not from a model.json read once at start: a deploy or a rollback changes them
 under a running transformer. A Triton model repository keeps each version's files in
 `<repository>/<model>/<N>/` (model.json and reference.json; N is the registered MLflow
-version), so readers look there. On a cluster the transformer mounts, or downloads, the
-same repository the Triton runtime serves from.
+version), so readers look there. The repository may be a bucket URI (`s3://...`, what the
+deploy step uploads to and the Triton runtime serves from): then each version's two JSON
+files are fetched the first time that version answers, so a transformer that meets a
+Triton revision newer or older than itself (a canary, a rolling update) still labels
+with the thresholds of the version that scored.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +22,14 @@ from pathlib import Path
 
 from anomalyops.serving.contract.frame_check import FrameCheck
 from anomalyops.serving.contract.model import (
+    CONTRACT_FILE,
     INPUT_NAME,
     ContractError,
     ModelContract,
     load_contract,
 )
-from anomalyops.serving.contract.reference import ReferenceError, load_reference
+from anomalyops.serving.contract.reference import REFERENCE_FILE, ReferenceError, load_reference
+from anomalyops.serving.storage import StorageError, download, is_bucket_uri
 
 
 class VersionError(RuntimeError):
@@ -84,7 +90,11 @@ class ServedVersions:
     def __init__(
         self, repository: str | Path, name: str, config: Callable[[], dict] | None = None
     ) -> None:
-        self.model_dir = Path(repository) / name
+        self.bucket = f"{str(repository).rstrip('/')}/{name}" if is_bucket_uri(repository) else None
+        if self.bucket:  # versions' JSON files are fetched into a local cache on first sight
+            self.model_dir = Path(tempfile.mkdtemp(prefix="anomalyops-versions-")) / name
+        else:
+            self.model_dir = Path(repository) / name
         self.config = config
         self._cache: dict[str, ServedVersion] = {}
         self._lock = threading.Lock()
@@ -102,6 +112,11 @@ class ServedVersions:
             raise VersionError(f"Triton did not say which version of {name!r} answered "
                                f"(model_version {number!r})")  # fmt: skip
         folder = self.model_dir / number
+        if self.bucket and not folder.is_dir():
+            try:
+                download(f"{self.bucket}/{number}", folder, only=(CONTRACT_FILE, REFERENCE_FILE))
+            except StorageError as error:
+                raise VersionError(f"{name!r} version {number}: {error}") from None
         if not folder.is_dir():
             raise VersionError(
                 f"{folder}: missing; Triton serves {name!r} version {number} but the "

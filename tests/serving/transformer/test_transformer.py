@@ -1,6 +1,7 @@
 """KServe's real ModelServer running the transformer in front of the real local Triton."""
 
 import base64
+import contextlib
 import io
 import os
 import subprocess
@@ -230,3 +231,69 @@ def test_triton_down_is_503_not_answering(triton_server, python_repository, weld
         answer = predict(url, [{"image": image}])
         assert answer.status_code == 503, answer.text
         assert "not answering" in answer.json()["error"]
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_real_requests_by_label_and_outcome(transformer, weld):
+    url, _ = transformer
+    scrape = url.split("/v1/")[0] + "/metrics"
+    before = httpx.get(scrape, timeout=30).text
+    good = b64(first(weld / "test" / "good"))
+    black = b64(png(np.zeros((256, 256, 3), np.uint8)))
+    assert predict(url, [{"image": good}, {"image": black}]).status_code == 200
+    assert predict(url, [{"image": {"b64": "not base64!"}}]).status_code == 400
+    assert predict(url, [{"image": b64(b"GIF89a not really")}]).status_code == 400
+    after = httpx.get(scrape, timeout=30).text
+    for name, labels, grew in [
+        ("anomalyops_predictions_total", {"variant": "weld", "label": "unusable"}, 1),
+        ("anomalyops_requests_total", {"variant": "weld", "outcome": "ok"}, 1),
+        ("anomalyops_requests_total", {"variant": "weld", "outcome": "rejected"}, 2),
+        ("anomalyops_decode_rejections_total", {"variant": "weld", "reason": "not_image"}, 1),
+    ]:
+        assert _metric(after, name, **labels) - _metric(before, name, **labels) == grew, name
+    assert _metric(after, "anomalyops_request_duration_seconds_count", variant="weld") > 0
+
+
+def test_starts_unready_before_triton_and_serves_once_it_answers(
+    triton_server, python_repository, weld, tmp_path
+):
+    """A pod's transformer may start before its Triton: unready (503), never exit 2."""
+    import shutil
+    import time
+
+    repository = tmp_path / "repository"
+    shutil.copytree(python_repository, repository)
+    port = free_port()
+    harness = TransformerProcess("weld", f"127.0.0.1:{port}", repository, tmp_path / "log.db",
+                                 free_port(), options=OPTIONS)  # fmt: skip
+    with pytest.raises(RuntimeError, match="did not start"):  # waits for ready, never exits
+        harness.startup_timeout = 8
+        harness.__enter__()
+    harness.startup_timeout = 120
+    harness.process = subprocess.Popen(harness.command, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if httpx.get(harness.url, timeout=5).json().get("ready") is False:
+                    break
+            time.sleep(0.5)
+        assert harness.process.poll() is None  # alive and unready
+        answer = predict(harness.url, [{"image": b64(first(weld / "test" / "good"))}])
+        assert answer.status_code == 503
+        with triton_server(repository, http_port=port):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not harness._ready():
+                time.sleep(0.5)
+            answer = predict(harness.url, [{"image": b64(first(weld / "test" / "good"))}])
+            assert answer.status_code == 200, answer.text
+    finally:
+        harness.__exit__()

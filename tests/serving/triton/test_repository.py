@@ -72,7 +72,7 @@ def test_retention_keeps_the_newest_and_the_served(weld_export, tmp_path):
 def test_onnxruntime_flavour_config(weld_export, tmp_path):
     contract = load_contract(weld_export)
     config = model_config("weld", contract, "onnxruntime", 3, max_batch_size=32, tensorrt=True)
-    assert 'platform: "onnxruntime_onnx"' in config and "KIND_GPU" in config
+    assert 'platform: "onnxruntime_onnx"' in config and "KIND_AUTO" in config
     assert "max_batch_size: 32" in config and 'name: "tensorrt"' in config
     assert "reshape: { shape: [ ] }" in config and "model_warmup" in config
     version = add_model(tmp_path, "weld", weld_export, "onnxruntime")
