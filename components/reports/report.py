@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment
 
+from anomalyops.components.training.model_dir import write_file
 from anomalyops.serving.images.decode import png_base64
 from anomalyops.serving.images.heatmap import map_range, overlay
 
@@ -108,7 +109,4 @@ def write_report(
             tiles=tiles,
         )
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(rendered)
-    return path
+    return write_file(path, rendered, "--report")

@@ -71,9 +71,9 @@ def train(
 
     Settings left out are decided from train/good alone (tiling, standardisation). The
     output is checked before any work and written whole or not at all (ModelOutput); a
-    folder holding another model is replaced only with `force`.
+    folder holding another model is replaced only with `force`, and never the data.
     """
-    target = ModelOutput(output, force)
+    target = ModelOutput(output, force, protect=(data,))
     dataset = FolderDataset(data)
     paths = [sample.path for sample in dataset.train_samples()]
     tiny = undersized(paths)

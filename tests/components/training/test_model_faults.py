@@ -164,3 +164,80 @@ def test_onnx_that_does_not_match_model_json_is_not_deployed(model, tmp_path):
     assert sorted(p.name for p in (tmp_path / "repo" / "weld").iterdir() if p.is_dir()) == ["1"]
     with pytest.raises(ValueError, match="Triton model name 'weld\"2' is invalid"):
         add_model(tmp_path / "repo", 'weld"2', exported)
+
+
+@pytest.mark.parametrize("where", ["data", "parent-of-data"])
+def test_fit_force_never_deletes_the_dataset(where, weld, tmp_path, capsys):
+    data = tmp_path / "d"
+    shutil.copytree(weld, data)
+    files = sorted(data.rglob("*"))
+    out = data if where == "data" else tmp_path
+    assert main(["fit", "--data", str(data), "--out", str(out), "--force", *FIT]) == 2
+    assert str(out) in one_line_error(capsys)
+    from anomalyops.components.training.model_dir import OutputError
+    from anomalyops.components.training.train import train
+
+    with pytest.raises(OutputError, match="which is being read; choose a folder outside it"):
+        train(data, out, force=True)  # even a folder that holds a model besides the data
+    assert sorted(data.rglob("*")) == files
+
+
+def test_fit_force_keeps_a_folder_that_is_no_model(weld, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["fit", "--data", str(weld), "--out", str(out), "--force", *FIT]) == 2
+    assert "holds no model" in one_line_error(capsys)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_adapt_refuses_another_model_and_a_non_empty_folder(model, weld, tmp_path):
+    from anomalyops.components.training.fewshot import adapt
+    from anomalyops.components.training.model_dir import OutputError
+
+    other = fresh_copy(model, tmp_path)
+    before = {p.name: p.read_bytes() for p in other.iterdir()}
+    shots = sorted((weld / "train" / "good").glob("*.png"))[:2]
+    with pytest.raises(OutputError, match="holds a model; pass --force"):
+        adapt(shots, other, base=model, progress=False)
+    assert {p.name: p.read_bytes() for p in other.iterdir()} == before
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="holds no model"):
+        adapt(shots, tmp_path / "mixed", base=model, progress=False, force=True)
+
+
+def test_export_refuses_a_trained_model_folder(model, tmp_path, capsys):
+    target = fresh_copy(model, tmp_path)
+    reference = (target / "reference.json").read_bytes()
+    for out in (target, model):  # another model, and the one being exported
+        assert main(["export", "--model", str(model), "--out", str(out)]) == 2
+        assert str(out) in one_line_error(capsys)
+    assert (target / "reference.json").read_bytes() == reference
+    assert not (target / "model.onnx").exists()
+
+
+def test_evaluate_report_onto_the_weights_is_refused(model, weld, tmp_path, capsys):
+    copy = fresh_copy(model, tmp_path)
+    weights = (copy / "detector.safetensors").read_bytes()
+    assert main(["evaluate", "--model", str(copy), "--data", str(weld),
+                 "--report", str(copy / "detector.safetensors")]) == 2  # fmt: skip
+    assert "is a file of the trained model" in one_line_error(capsys)
+    assert (copy / "detector.safetensors").read_bytes() == weights
+
+
+def test_full_disk_export_names_the_folder_and_leaves_nothing(model, tmp_path):
+    out = tmp_path / "export"
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000))\n"
+        "from anomalyops.pipelines.cli.main import main\n"
+        f"sys.exit(main(['export', '--model', {str(model)!r}, '--out', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert f"--out {out}: writing the model failed" in done.stderr, done.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
