@@ -18,6 +18,7 @@ from anomalyops.components.json_files import read_json
 from anomalyops.components.training.model_dir import ModelOutput
 from anomalyops.components.training.thresholds import Calibration, calibrate, calibrate_pixels
 from anomalyops.serving.contract.reference import Reference
+from anomalyops.serving.contract.thresholds import check_thresholds
 from anomalyops.serving.images.statistics import image_statistics
 
 log = logging.getLogger(__name__)
@@ -115,5 +116,5 @@ def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
     path = model_dir / THRESHOLDS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
-    thresholds = read_json(path, THRESHOLDS_SCHEMA)
+    thresholds = check_thresholds(read_json(path, THRESHOLDS_SCHEMA), str(path))
     return load_detector(model_dir), thresholds

@@ -135,9 +135,12 @@ def _truncate(model: Path) -> None:
             '{"image": {"threshold": "47"}, "pixel": {"threshold": 1}}'),
          "thresholds.json: image.threshold: '47' is not of type 'number'"),
         (lambda m: (m / "thresholds.json").write_text("{"), "thresholds.json: not readable JSON"),
+        (lambda m: (m / "thresholds.json").write_text(
+            '{"image": {"threshold": 1e400}, "pixel": {"threshold": 1}}'),
+         "thresholds.json image: threshold must be finite and above 0, got inf"),
     ],
     ids=["zeroed-bank", "truncated-weights", "config-is-a-list", "threshold-missing",
-         "threshold-string", "thresholds-broken"],
+         "threshold-string", "thresholds-broken", "threshold-infinite"],
 )  # fmt: skip
 def test_damaged_model_is_a_clear_error(plant, expected, model, weld, tmp_path, capsys):
     damaged = fresh_copy(model, tmp_path)
