@@ -114,7 +114,7 @@ def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
     """A trained detector and its calibrated thresholds."""
     model_dir = Path(model_dir)
     path = model_dir / THRESHOLDS_FILE
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
     thresholds = check_thresholds(read_json(path, THRESHOLDS_SCHEMA), str(path))
     return load_detector(model_dir), thresholds

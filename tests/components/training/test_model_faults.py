@@ -110,6 +110,55 @@ def test_odd_entries_in_train_good_do_not_break_fit(model, weld, tmp_path, capsy
     assert json.loads((out / "training.json").read_text())["train_images"] == 30
 
 
+def _edit_settings(model: Path, key: str, value, resign: bool = False) -> None:
+    from anomalyops.components.detectors.base import settings_sha256
+
+    path = model / "detector.json"
+    description = json.loads(path.read_text())
+    description["config"][key] = value
+    if resign:  # consistent checksum: the settings themselves must be refused
+        description["settings_sha256"] = settings_sha256(description)
+    path.write_text(json.dumps(description))
+
+
+def _replace_weights(model: Path, make) -> None:
+    weights = model / "detector.safetensors"
+    weights.unlink()
+    make(weights)
+
+
+@pytest.mark.parametrize(
+    ("plant", "expected"),
+    [
+        (lambda m: _edit_settings(m, "input_size", [256, 256]), "settings do not match"),
+        (lambda m: _edit_settings(m, "standardise", False), "settings do not match"),
+        (lambda m: _edit_settings(m, "backbone", "resnet18"), "settings do not match"),
+        (lambda m: _edit_settings(m, "input_size", "128", resign=True),
+         "detector.json: its settings do not rebuild a patchcore"),
+        (lambda m: (m / "detector.json").write_text("[" * 100000 + "]" * 100000),
+         "detector.json: not readable JSON (RecursionError"),
+        (lambda m: (m / "detector.json").write_text('{"seed": ' + "9" * 5000 + "}"),
+         "detector.json: not readable JSON (ValueError"),
+        (lambda m: _replace_weights(m, lambda w: w.symlink_to("/dev/zero")),
+         "detector.safetensors: not a regular file"),
+        (lambda m: _replace_weights(m, lambda w: w.mkdir()),
+         "detector.safetensors: not a regular file"),
+        (lambda m: (m / "thresholds.json").symlink_to("/dev/zero") if (
+            m / "thresholds.json").unlink() is None else None,
+         "thresholds.json: not a regular file"),
+    ],
+    ids=["size-edited", "standardise-edited", "backbone-edited", "size-as-text", "deep-json",
+         "huge-integer", "weights-dev-zero", "weights-folder", "thresholds-dev-zero"],
+)  # fmt: skip
+def test_edited_settings_and_odd_files_are_named(plant, expected, model, weld, tmp_path, capsys):
+    damaged = fresh_copy(model, tmp_path)
+    plant(damaged)
+    image = sorted((weld / "test" / "good").glob("*.png"))[0]
+    assert main(["predict", "--model", str(damaged), str(image)]) == 2
+    line = one_line_error(capsys)
+    assert expected in line and str(damaged) in line
+
+
 def _zero_bank(model: Path) -> None:
     weights = model / "detector.safetensors"
     raw = bytearray(weights.read_bytes())
