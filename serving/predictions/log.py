@@ -32,10 +32,12 @@ mark counts, earlier ones stay as history. Version-1 logs are migrated in place 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +106,10 @@ COLUMNS = (
 )  # fmt: skip
 
 
+class PredictionLogError(RuntimeError):
+    """The log file cannot be used (damaged, read-only, another program's database)."""
+
+
 class UnknownPredictionError(KeyError):
     """A verdict or lookup named a prediction id the log does not hold."""
 
@@ -141,12 +147,33 @@ class PredictionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.files = self.path.with_name(self.path.name + ".files")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        with self._errors("cannot open it"):
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._refuse_foreign()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """SQLite's errors (a damaged, truncated or read-only file) as one naming the log."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                if getattr(self, "_db", None) is not None and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            raise PredictionLogError(f"{self.path}: prediction log: {doing} ({error})") from None
+
+    def _refuse_foreign(self) -> None:
+        """Another program's SQLite file is left as it was, not given our tables."""
+        tables = {row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}  # fmt: skip
+        if tables and "predictions" not in tables:
+            raise PredictionLogError(f"{self.path}: a SQLite database without a predictions "
+                                     "table: not a prediction log")  # fmt: skip
 
     def _migrate(self) -> None:
         with self._lock:
@@ -192,7 +219,7 @@ class PredictionLog:
                  r.threshold, r.label, r.brightness, r.contrast, r.sharpness, r.source_size,
                  image, anomaly_map)
             )  # fmt: skip
-        with self._lock:
+        with self._lock, self._errors("cannot write predictions"):
             self._db.execute("BEGIN")
             ids = [
                 self._db.execute(
@@ -206,7 +233,7 @@ class PredictionLog:
         return ids
 
     def _query(self, sql: str, parameters: tuple = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._lock, self._errors("cannot read it"):
             return [dict(row) for row in self._db.execute(sql, parameters).fetchall()]
 
     def get(self, prediction_id: int) -> dict[str, Any]:
@@ -278,7 +305,7 @@ class PredictionLog:
             raise ValueError(f"reviewer must be 1 to {MAX_REVIEWER} characters, got {reviewer!r}")
         if len(note) > MAX_NOTE:
             raise ValueError(f"note must be at most {MAX_NOTE} characters")
-        with self._lock:
+        with self._lock, self._errors("cannot record the verdict"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if not self._db.execute(
@@ -320,7 +347,7 @@ class PredictionLog:
 
         Reviewed ones stay: retraining and the gate still need them. Returns rows deleted.
         """
-        with self._lock:
+        with self._lock, self._errors("cannot prune it"):
             self._db.execute("BEGIN IMMEDIATE")
             doomed = self._db.execute(
                 "SELECT id, image_file, map_file FROM predictions WHERE time < ? AND id NOT IN"
