@@ -11,7 +11,7 @@ import numpy as np
 from jinja2 import Environment
 
 from anomalyops.components.training.model_dir import write_file
-from anomalyops.serving.images.decode import png_base64
+from anomalyops.serving.images.decode import png_base64, printable
 from anomalyops.serving.images.heatmap import map_range, overlay
 
 
@@ -90,7 +90,7 @@ def write_report(
     vmin, vmax = map_range(maps)
     tiles = [
         {
-            "name": Path(names[i]).parent.name + "/" + Path(names[i]).name,
+            "name": printable(Path(names[i]).parent.name + "/" + Path(names[i]).name),
             "png": png_base64(overlay(images[i], maps[i], vmin, vmax)),
             "truth": "defective" if labels[i] else "good",
             "score": f"{scores[i]:.3g}",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.data.validate import undersized
@@ -56,6 +59,17 @@ def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def _undersized(paths: list[Path]) -> list[str]:
+    """validate.undersized over the regular files, one at a time: a FIFO would block its
+    header read and a decompression bomb abort it; both are reported when decoded."""
+    tiny = []
+    for path in paths:
+        with contextlib.suppress(OSError, Image.DecompressionBombError):
+            if stat.S_ISREG(path.stat().st_mode):
+                tiny += undersized([path])
+    return tiny
+
+
 def train(
     data: str | Path,
     output: str | Path,
@@ -77,7 +91,7 @@ def train(
     target = ModelOutput(output, force, protect=(data,))
     dataset = FolderDataset(data)
     paths = [sample.path for sample in dataset.train_samples()]
-    tiny = undersized(paths)
+    tiny = _undersized(paths)
     if tiny:
         raise DatasetError(f"images too small to be parts, refusing to train on them: {tiny}")
     dataset_sha256 = dataset.content_hash()

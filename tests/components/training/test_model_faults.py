@@ -100,14 +100,55 @@ def test_report_that_is_a_directory_is_refused_first(model, weld, tmp_path, caps
     assert f"--report {report} is a directory" in one_line_error(capsys)
 
 
-def test_odd_entries_in_train_good_do_not_break_fit(model, weld, tmp_path, capsys):
+def _png_bomb(path: Path, side: int = 30000) -> None:
+    """A 30000x30000 8-bit grey PNG of a few hundred KB: 900 M pixels if decoded."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    packer, row = zlib.compressobj(9), b"\0" * (side + 1)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+                     + chunk(b"IEND", b""))  # fmt: skip
+
+
+ODD = {  # name in train/good -> what the skip says
+    "x.png": "not a regular file",
+    "fifo.png": "not a regular file",
+    "loop.png": "Too many levels of symbolic links",
+    "dangling.png": "No such file or directory",
+    "bomb.png": "refused as a decompression bomb",
+}
+
+
+def test_odd_entries_in_train_good_are_named_and_skipped(weld, tmp_path, capsys):
     data = tmp_path / "weld"
     shutil.copytree(weld, data)
-    (data / "train" / "good" / "x.png").mkdir()
-    os.symlink("loop.png", data / "train" / "good" / "loop.png")  # a symlink to itself
+    good = data / "train" / "good"
+    (good / "x.png").mkdir()
+    os.mkfifo(good / "fifo.png")
+    os.symlink("loop.png", good / "loop.png")  # a symlink to itself
+    os.symlink("nowhere.png", good / "dangling.png")
+    _png_bomb(good / "bomb.png")
+    first = sorted(good.glob("*.png"))[0]
+    shutil.copy(first, os.fsdecode(os.fsencode(good) + b"/\xff\xfe_bad.png"))  # not UTF-8
+    shutil.copy(first, os.fsdecode(os.fsencode(data / "test" / "good") + b"/\xff_bad.png"))
     out = tmp_path / "model"
     assert main(["fit", "--data", str(data), "--out", str(out), *FIT]) == 0
-    assert json.loads((out / "training.json").read_text())["train_images"] == 30
+    printed = capsys.readouterr().out
+    for name, says in ODD.items():
+        assert f"skipped {good / name}: " in printed and says in printed, name
+    training = json.loads((out / "training.json").read_text())
+    images = len(list(weld.glob("train/good/*.png"))) + 1  # the non-UTF-8 one trains too
+    assert training["train_images"] + training["calibration_images"] == images
+    assert main(["evaluate", "--model", str(out), "--data", str(data)]) == 0  # hashes its name
+    assert main(["fit", "--data", str(data), "--out", str(tmp_path / "m2"), "--on-error",
+                 "raise", *FIT]) == 2  # fmt: skip
+    line = one_line_error(capsys)
+    assert "train/good/" in line and any(says in line for says in ODD.values())
 
 
 def _edit_settings(model: Path, key: str, value, resign: bool = False) -> None:
