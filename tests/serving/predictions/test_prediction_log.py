@@ -143,7 +143,7 @@ def test_an_unusable_log_file_is_named_never_a_sqlite_traceback(plant, says, tmp
     assert path.read_bytes() == before or says == "prediction log: "
 
 
-def test_a_read_only_log_is_named(tmp_path):
+def test_a_read_only_log_is_named(tmp_path, requires):
     """An immutable file (chattr +i): read-only even for root, who ignores file modes."""
     import subprocess
 
@@ -153,8 +153,8 @@ def test_a_read_only_log_is_named(tmp_path):
     with PredictionLog(path) as log:
         log.write([PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0)])
     entries = [path, tmp_path]
-    if subprocess.run(["chattr", "+i", *map(str, entries)], capture_output=True).returncode:
-        pytest.skip("chattr +i refused here (needs CAP_LINUX_IMMUTABLE)")
+    immutable = subprocess.run(["chattr", "+i", *map(str, entries)], capture_output=True)
+    requires(immutable.returncode == 0, "chattr +i refused here (needs CAP_LINUX_IMMUTABLE)")
     try:
         with pytest.raises(PredictionLogError, match=f"{path}: prediction log: cannot open it"):
             PredictionLog(path).prune("2999-01-01")
