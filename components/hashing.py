@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,6 +16,6 @@ def files_sha256(root: Path, paths: Iterable[Path]) -> str:
     """sha256 over each file's path relative to `root` and its bytes, in the order given."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(os.fsencode(path.relative_to(root).as_posix()))  # any name's bytes
         digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()

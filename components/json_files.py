@@ -23,12 +23,17 @@ class ModelFileError(ValueError):
 def read_json(path: str | Path, schema: dict[str, Any]) -> Any:
     """PATH parsed and checked against SCHEMA (JSON Schema draft 2020-12)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a link to /dev/zero: never read
+        raise ModelFileError(f"{path}: not a regular file")
     try:
         body = json.loads(path.read_text(), parse_constant=_non_finite)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{path}: not readable JSON ({error})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        # ValueError: bad JSON, or an integer past Python's digit limit; RecursionError:
+        # nesting deeper than the parser can follow.
+        raise ModelFileError(f"{path}: not readable JSON ({type(error).__name__}: "
+                             f"{str(error)[:200]})") from None  # fmt: skip
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(body), key=lambda e: list(e.path)
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from skip_rule import require_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ANOMALYOPS_DATA", REPO.parent / "shared" / "data"))
@@ -16,9 +17,14 @@ BOTTLE = DATA / "mvtec_ad" / "bottle"
 MACARONI = DATA / "visa" / "macaroni1"
 
 
+@pytest.fixture(scope="session")
+def requires():
+    """`requires(present, reason)` for tests: the skip rule above."""
+    return require_or_skip
+
+
 def require(path: Path) -> Path:
-    if not path.is_dir():
-        pytest.skip(f"real data not found at {path} (set ANOMALYOPS_DATA)")
+    require_or_skip(path.is_dir(), f"real data not found at {path} (set ANOMALYOPS_DATA)")
     return path
 
 
@@ -52,8 +58,10 @@ def triton_server():
     """`with triton_server(repository) as server:` runs the real bundled Triton on it."""
     from anomalyops.serving.triton.server import TritonServer, triton_venv
 
-    if not (triton_venv() / "bin" / "python").exists():
-        pytest.skip(f"Triton environment {triton_venv()} absent: run `make triton-venv`")
+    require_or_skip(
+        (triton_venv() / "bin" / "python").exists(),
+        f"Triton environment {triton_venv()} absent: run `make triton-venv`",
+    )
     return TritonServer
 
 
@@ -78,8 +86,10 @@ def s3_server():
     from anomalyops.serving.ports import free_port
 
     executable = Path(sys.executable).with_name("moto_server")
-    if not executable.exists() and shutil.which("moto_server") is None:
-        pytest.skip("moto_server not installed (dev extra moto[server])")
+    require_or_skip(
+        executable.exists() or shutil.which("moto_server") is not None,
+        "moto_server not installed (dev extra moto[server])",
+    )
     port = free_port()
     process = subprocess.Popen(
         [str(executable) if executable.exists() else "moto_server", "-H", "127.0.0.1",
@@ -136,8 +146,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="session")
 def browser():
     """Headless Debian chromium driven by Playwright (its own browser download fails here)."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} absent: run `make browser`")
+    require_or_skip(CHROMIUM.is_file(), f"{CHROMIUM} absent: run `make browser`")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

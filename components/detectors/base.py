@@ -7,11 +7,14 @@ uint8 N×H×W×3 images and returns exactly these two tensors.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
+import types
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Self, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -29,12 +32,13 @@ CONFIG_FILE = "detector.json"
 WEIGHTS_FILE = "detector.safetensors"
 CONFIG_SCHEMA = {
     "type": "object",
-    "required": ["kind", "config", "weights_sha256"],
+    "required": ["kind", "config", "weights_sha256", "settings_sha256"],
     "properties": {
         "kind": {"type": "string"},
         "format_version": {"const": FORMAT_VERSION},
         "config": {"type": "object"},
         "weights_sha256": SHA256,
+        "settings_sha256": SHA256,
     },
 }
 
@@ -86,6 +90,12 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
     module.load_state_dict(state)
 
 
+def settings_sha256(description: dict[str, Any]) -> str:
+    """sha256 of detector.json's content but this field: settings edited by hand show."""
+    body = {k: v for k, v in description.items() if k != "settings_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def read_saved(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """detector.json (schema-checked) and the weights it vouches for (sha256, finite).
 
@@ -95,9 +105,14 @@ def read_saved(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
-        if not path.is_file():
+        if not path.exists():
             raise ModelFileError(f"{path}: missing; is {directory} a saved detector?")
+        if not path.is_file():  # a folder, or a link to /dev/zero: never read it
+            raise ModelFileError(f"{path}: not a regular file")
     description = read_json(config_path, CONFIG_SCHEMA)
+    if settings_sha256(description) != description["settings_sha256"]:
+        raise ModelFileError(f"{config_path}: settings do not match its settings_sha256; "
+                             "the file was edited or damaged after it was saved")  # fmt: skip
     try:
         verify_sha256(weights_path, description["weights_sha256"], config_path)
         state = load_file(weights_path)
@@ -108,6 +123,25 @@ def read_saved(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(f"{weights_path}: tensor {name} holds NaN or infinite values")
     return description, state
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """VALUE (as JSON gives it: lists for tuples) is of type HINT; finite where a number."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple | list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return len(value) > 0 and all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(map(_fits, value, args))
+    if hint is type(None) or hint is bool or hint is str:
+        return isinstance(value, hint)
+    if hint in (int, float):
+        numeric = isinstance(value, int if hint is int else int | float)
+        return numeric and not isinstance(value, bool) and math.isfinite(value)
+    return True
 
 
 class Detector(ABC):
@@ -130,6 +164,10 @@ class Detector(ABC):
         if unknown:
             known = ", ".join(sorted(fields))
             raise ValueError(f"{cls.kind}: unknown settings {sorted(unknown)}; known: {known}")
+        hints = get_type_hints(cls.config_class)
+        for key, value in settings.items():
+            if not _fits(value, hints[key]):
+                raise ValueError(f"{cls.kind}: setting {key}={value!r} is not a {hints[key]}")
         return cls.config_class(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
         )
@@ -203,6 +241,7 @@ class Detector(ABC):
             raise OSError(f"{directory / WEIGHTS_FILE}: {error}") from None
         # The checksum travels in detector.json so a damaged or edited bank fails at load.
         description = self.describe() | {"weights_sha256": file_sha256(directory / WEIGHTS_FILE)}
+        description["settings_sha256"] = settings_sha256(description)
         (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2))
         return directory
 

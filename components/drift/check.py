@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalyops.components.drift.state import locked_state, step
+from anomalyops.serving.contract.names import check_name
 from anomalyops.serving.contract.reference import Reference
 from anomalyops.serving.images.statistics import STATISTICS
 from anomalyops.serving.metrics import push_drift
@@ -54,6 +55,10 @@ class DriftSettings:
                 f"drift: need 2 <= min_samples <= window, got min_samples={self.min_samples}, "
                 f"window={self.window}"
             )
+        numbers = {k: v for k, v in asdict(self).items() if isinstance(v, float)}
+        odd = [f"{k}={v!r}" for k, v in numbers.items() if not math.isfinite(v)]
+        if odd:  # `ratio >= nan` is never true: a NaN sensitivity would hide any drift
+            raise ValueError(f"drift: settings must be finite numbers, got {', '.join(odd)}")
         if self.sensitivity <= 0 or self.cooldown_s < 0:
             raise ValueError("drift: sensitivity must be > 0 and cooldown >= 0")
         if not 0 < self.clear_below <= self.raise_at:
@@ -194,7 +199,7 @@ def check_drift(
     settings = settings or DriftSettings()
     now = now or datetime.now(UTC)
     started = time.perf_counter()
-    folder = Path(out) / variant
+    folder = Path(out) / check_name(variant)
     run_dir = folder / now.strftime("%Y%m%dT%H%M%S.%fZ")
     rows = log.window(variant, settings.window, model_version)
     limits = thresholds(reference, settings.sensitivity)
@@ -265,7 +270,7 @@ def _push(verdict: Verdict) -> None:
 
 def list_checks(out: str | Path, variant: str) -> list[dict[str, Any]]:
     """The kept verdicts of VARIANT's checks, oldest first."""
-    folder = Path(out) / variant
+    folder = Path(out) / check_name(variant)
     verdicts = []
     for path in sorted(folder.glob(f"*/{VERDICT_FILE}")):
         try:

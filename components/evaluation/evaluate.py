@@ -11,7 +11,7 @@ from anomalyops.components.data.datasets import FolderDataset, OnError, Sample
 from anomalyops.components.evaluation.metrics import aupro, auroc, f1_at
 from anomalyops.components.hashing import files_sha256
 from anomalyops.components.reports.report import write_report
-from anomalyops.components.training.model_dir import check_writable_file
+from anomalyops.components.training.model_dir import check_writable_file, write_file
 from anomalyops.components.training.train import load_trained
 
 METRICS_FILE = "metrics.json"
@@ -65,7 +65,7 @@ def evaluate(
         if masks.any():
             metrics["pixel_auroc"] = auroc(masks, maps)
             metrics["aupro"] = aupro(masks, maps)
-    (Path(model_dir) / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    write_file(Path(model_dir) / METRICS_FILE, json.dumps(metrics, indent=2), "metrics file")
     if report is not None:
         notes = [f"skipped: {s}" for s in test.skipped]
         write_report(

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment, PackageLoader
 
-from anomalyops.serving.images.decode import png_base64
+from anomalyops.components.training.model_dir import write_file
+from anomalyops.serving.images.decode import png_base64, printable
 from anomalyops.serving.images.heatmap import map_range, overlay
 
 # HTML lives in templates/ beside this module; autoescape everywhere, so names are safe.
@@ -70,7 +71,7 @@ def write_report(
     vmin, vmax = map_range(maps)
     tiles = [
         {
-            "name": Path(names[i]).parent.name + "/" + Path(names[i]).name,
+            "name": printable(Path(names[i]).parent.name + "/" + Path(names[i]).name),
             "png": png_base64(overlay(images[i], maps[i], vmin, vmax)),
             "truth": "defective" if labels[i] else "good",
             "score": f"{scores[i]:.3g}",
@@ -85,7 +86,4 @@ def write_report(
         histogram=histogram_png(scores, labels, threshold),
         tiles=tiles,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(rendered)
-    return path
+    return write_file(path, rendered, "--report")

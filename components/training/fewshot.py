@@ -41,6 +41,7 @@ from anomalyops.components.data.datasets import (
 )
 from anomalyops.components.detectors import PatchCore, Prediction, create
 from anomalyops.components.hashing import file_sha256
+from anomalyops.components.training.model_dir import ModelOutput
 from anomalyops.components.training.thresholds import calibrate, clopper_pearson_upper
 from anomalyops.components.training.train import THRESHOLDS_FILE, TRAINING_FILE, load_trained
 from anomalyops.serving.contract.reference import Reference
@@ -196,21 +197,25 @@ def adapt(
     pixel_fpr: float = 0.001,
     on_error: OnError = "skip",
     progress: bool = True,
+    force: bool = False,
 ) -> AdaptResult:
     """Extend BASE (a trained model folder) with NORMAL good images, or start a new variant.
 
     Writes what `train` writes (detector, thresholds.json, training.json, reference.json)
-    plus adaptation.json: the images used and each one's held-out score.
+    plus adaptation.json: the images used and each one's held-out score. OUTPUT is
+    checked first and written whole or not at all, as `train` does (ModelOutput): another
+    model is replaced only with `force`, the folders of the new images never.
     """
+    samples = normal_samples(normal)
+    target = ModelOutput(output, force, protect={s.path.parent for s in samples})
     if base is not None:
         detector, base_thresholds = load_trained(base)
         if settings:
             raise ValueError("adapt: detector settings apply to a new variant, not to a base")
     else:
         detector, base_thresholds = create("patchcore", **(settings or {})), None
-    split = load_split(
-        normal_samples(normal), detector.config.input_size, on_error, progress=progress
-    )
+    base_training = json.loads((Path(base) / TRAINING_FILE).read_text()) if base else {}
+    split = load_split(samples, detector.config.input_size, on_error, progress=progress)
     images, paths = split.images, [s.path for s in split.samples]
     base_rows = len(detector.model.memory_bank) if detector.fitted else 0
     started = time.perf_counter()
@@ -230,11 +235,7 @@ def adapt(
         )
         for level, scores, fpr in levels
     }
-    output = Path(output)
-    detector.save(output)
-    (output / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
-    Reference.measure(held_out.scores, [image_statistics(i) for i in images]).save(output)
-    base_training = json.loads((Path(base) / TRAINING_FILE).read_text()) if base else {}
+    reference = Reference.measure(held_out.scores, [image_statistics(i) for i in images])
     summary = {
         "data": str(normal if isinstance(normal, str | Path) else Path(paths[0]).parent),
         "dataset_sha256": images_sha256(paths),
@@ -246,7 +247,6 @@ def adapt(
         "few_shot": True,
         "adapted_from_dataset_sha256": base_training.get("dataset_sha256"),
     }
-    (output / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
     per_image = held_out.scores if method == LEAVE_ONE_OUT else [held_out.scores.max()]
     adaptation = {
         "base": str(base) if base else None,
@@ -260,11 +260,16 @@ def adapt(
             for p, s in zip(paths, per_image, strict=True)
         ],
     }
-    (output / ADAPTATION_FILE).write_text(json.dumps(adaptation, indent=2))
+    with target as staging:
+        detector.save(staging)
+        reference.save(staging)
+        for name, body in ((THRESHOLDS_FILE, thresholds), (TRAINING_FILE, summary),
+                           (ADAPTATION_FILE, adaptation)):  # fmt: skip
+            (staging / name).write_text(json.dumps(body, indent=2))
     log.info(
         "adapted %s with %d images: %s", detector.kind, len(images), thresholds["image"]["note"]
     )
-    return AdaptResult(output, detector, thresholds, held_out, summary | adaptation)
+    return AdaptResult(Path(output), detector, thresholds, held_out, summary | adaptation)
 
 
 def held_out_scores(model_dir: str | Path) -> dict[str, float]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.data.validate import undersized
@@ -18,6 +21,7 @@ from anomalyops.components.json_files import read_json
 from anomalyops.components.training.model_dir import ModelOutput
 from anomalyops.components.training.thresholds import Calibration, calibrate, calibrate_pixels
 from anomalyops.serving.contract.reference import Reference
+from anomalyops.serving.contract.thresholds import check_thresholds
 from anomalyops.serving.images.statistics import image_statistics
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,17 @@ def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def _undersized(paths: list[Path]) -> list[str]:
+    """validate.undersized over the regular files, one at a time: a FIFO would block its
+    header read and a decompression bomb abort it; both are reported when decoded."""
+    tiny = []
+    for path in paths:
+        with contextlib.suppress(OSError, Image.DecompressionBombError):
+            if stat.S_ISREG(path.stat().st_mode):
+                tiny += undersized([path])
+    return tiny
+
+
 def train(
     data: str | Path,
     output: str | Path,
@@ -71,12 +86,12 @@ def train(
 
     Settings left out are decided from train/good alone (tiling, standardisation). The
     output is checked before any work and written whole or not at all (ModelOutput); a
-    folder holding another model is replaced only with `force`.
+    folder holding another model is replaced only with `force`, and never the data.
     """
-    target = ModelOutput(output, force)
+    target = ModelOutput(output, force, protect=(data,))
     dataset = FolderDataset(data)
     paths = [sample.path for sample in dataset.train_samples()]
-    tiny = undersized(paths)
+    tiny = _undersized(paths)
     if tiny:
         raise DatasetError(f"images too small to be parts, refusing to train on them: {tiny}")
     dataset_sha256 = dataset.content_hash()
@@ -113,7 +128,7 @@ def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
     """A trained detector and its calibrated thresholds."""
     model_dir = Path(model_dir)
     path = model_dir / THRESHOLDS_FILE
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
-    thresholds = read_json(path, THRESHOLDS_SCHEMA)
+    thresholds = check_thresholds(read_json(path, THRESHOLDS_SCHEMA), str(path))
     return load_detector(model_dir), thresholds

@@ -20,17 +20,30 @@ import psutil
 GRACE_S = 10.0
 
 
-def stop_descendants(grace_s: float = GRACE_S) -> list[int]:
-    """SIGTERM every descendant of this process, SIGKILL those still alive after GRACE_S."""
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=grace_s)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    return [child.pid for child in children]
+def stop_descendants(grace_s: float = GRACE_S, rounds: int = 5) -> list[int]:
+    """SIGTERM every descendant of this process, SIGKILL those still alive after GRACE_S,
+    and return only when all of them are gone.
+
+    One snapshot is not enough: a step may start a process after it was taken (kfp.local
+    launching the next step, a step's own worker), and a killed process is still listed
+    until it is reaped. So the tree is listed again until a round finds nobody new, and
+    killed processes are waited for too.
+    """
+    seen: dict[int, psutil.Process] = {}
+    for _ in range(rounds):
+        new = [c for c in psutil.Process().children(recursive=True) if c.pid not in seen]
+        if not new:
+            break
+        seen.update((child.pid, child) for child in new)
+        for child in new:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _, alive = psutil.wait_procs(new, timeout=grace_s)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(alive, timeout=grace_s)
+    return list(seen)
 
 
 @contextlib.contextmanager

@@ -32,11 +32,27 @@ class Reference:
     statistics: dict[str, list[float]]  # name -> one value per good training image
 
     def __post_init__(self) -> None:
-        if not self.scores:
-            raise ReferenceError("reference: no held-out scores")
+        """Refuse what would make the frame check or the drift check silently wrong.
+
+        A NaN makes every frame unusable, zeroed statistics let a black frame pass as
+        good, a negative one breaks the log-scale bounds: none comes from real images.
+        """
+        if not isinstance(self.scores, list) or not self.scores:
+            raise ReferenceError("reference: field 'scores' must be a non-empty list")
+        _check_numbers(self.scores, "scores", low=None)
+        if not isinstance(self.statistics, dict):
+            raise ReferenceError("reference: field 'statistics' must be an object")
         missing = [name for name in STATISTICS if not self.statistics.get(name)]
         if missing:
             raise ReferenceError(f"reference: statistics {missing} are missing or empty")
+        for name in STATISTICS:
+            values = self.statistics[name]
+            if not isinstance(values, list):
+                raise ReferenceError(f"reference: statistics.{name} must be a list of numbers")
+            _check_numbers(values, f"statistics.{name}", low=0.0)
+            if max(values) <= 0:
+                raise ReferenceError(f"reference: statistics.{name} are all zero: no good "
+                                     "training image is blank")  # fmt: skip
 
     @classmethod
     def measure(cls, scores: np.ndarray, statistics: list[dict[str, float]]) -> Reference:
@@ -70,6 +86,19 @@ class Reference:
         return path
 
 
+def _check_numbers(values: list, field: str, low: float | None) -> None:
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ReferenceError(f"reference: {field} holds {value!r}, not a number")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite or (low is not None and value < low):
+            limit = "finite" if low is None else f"finite and at least {low:g}"
+            raise ReferenceError(f"reference: {field} holds {value!r}; each must be {limit}")
+
+
 def load_reference(directory: str | Path) -> Reference:
     """The reference of a model, export or version folder (or a reference.json path)."""
     path = Path(directory)
@@ -79,16 +108,13 @@ def load_reference(directory: str | Path) -> Reference:
         raise ReferenceError(f"{path}: missing; the model was trained before references existed")
     try:
         body = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ReferenceError(f"{path}: not valid JSON ({error})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        # ValueError: bad JSON, or an integer past Python's digit limit.
+        raise ReferenceError(f"{path}: not readable JSON ({type(error).__name__}: "
+                             f"{str(error)[:200]})") from None  # fmt: skip
     if not isinstance(body, dict):
-        raise ReferenceError(f"{path}: expected a JSON object")
-    scores, statistics = body.get("scores"), body.get("statistics")
-    if not isinstance(scores, list) or not all(isinstance(s, int | float) for s in scores):
-        raise ReferenceError(f"{path}: field 'scores' must be a list of numbers")
-    if not isinstance(statistics, dict):
-        raise ReferenceError(f"{path}: field 'statistics' must be an object")
+        raise ReferenceError(f"{path}: expected a JSON object, got {type(body).__name__}")
     try:
-        return Reference(scores=scores, statistics=statistics)
+        return Reference(scores=body.get("scores"), statistics=body.get("statistics"))
     except ReferenceError as error:
-        raise ReferenceError(f"{path}: {error}") from None
+        raise ReferenceError(f"{path}: {str(error).removeprefix('reference: ')}") from None

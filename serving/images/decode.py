@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
@@ -78,14 +80,24 @@ def decoded_bytes(image: Image.Image) -> int:
     return width * height * (Image.getmodebands(mode) * sample + 3)
 
 
+def printable(path: str | Path) -> str:
+    """PATH as text that prints anywhere: bytes that are not UTF-8 shown as \\xNN escapes
+    (a file name like b'\\xff\\xfe_bad.png' would otherwise fail every print)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def decode_image(
     source: bytes | str | Path, name: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS
 ) -> np.ndarray:
     """Decode a file or bytes to an H×W×3 uint8 RGB array, or raise ImageDecodeError."""
-    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    label = name or (printable(source) if not isinstance(source, bytes) else "<bytes>")
     try:
-        if not isinstance(source, bytes) and Path(source).stat().st_size > limits.encoded_bytes:
-            raise ImageDecodeError(f"{label}: file larger than {limits.encoded_bytes} bytes")
+        if not isinstance(source, bytes):
+            info = Path(source).stat()  # follows links: a dangling one or a loop fails here
+            if not stat.S_ISREG(info.st_mode):  # a folder, FIFO or device: reading would block
+                raise ImageDecodeError(f"{label}: not a regular file")
+            if info.st_size > limits.encoded_bytes:
+                raise ImageDecodeError(f"{label}: file larger than {limits.encoded_bytes} bytes")
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as error:
         raise ImageDecodeError(f"{label}: cannot read file ({error.strerror or error})") from None

@@ -35,7 +35,9 @@ only) are migrated in place on open.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import (
@@ -140,6 +142,10 @@ def database_url(location: str | Path) -> str:
     )
 
 
+class PredictionLogError(RuntimeError):
+    """The log cannot be used (damaged, truncated, read-only, another program's database)."""
+
+
 def connect(url: str, create: bool) -> Engine:
     """An engine on URL (from `database_url`); SQLite gets WAL, FULL sync and foreign keys.
 
@@ -149,6 +155,8 @@ def connect(url: str, create: bool) -> Engine:
         path = Path(make_url(url).database)
         if not create and not path.is_file():
             raise FileNotFoundError(f"{path}: no prediction log there")
+        if path.is_file() and path.stat().st_size:
+            _refuse_foreign(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # One connection per checkout; SQLite connections are cheap, and none is shared
         # between the threads of a server.
@@ -171,6 +179,20 @@ def connect(url: str, create: bool) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
 
 
+def _refuse_foreign(path: Path) -> None:
+    """Read-only look before WAL mode rewrites the header: another program's SQLite file
+    (or a file that is no database) is refused and left byte for byte as it was."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as look:
+            tables = {row[0] for row in look.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}  # fmt: skip
+    except sqlite3.Error as error:
+        raise PredictionLogError(f"{path}: prediction log: cannot open it ({error})") from None
+    if tables and not tables & {"predictions", "log_schema"}:
+        raise PredictionLogError(f"{path}: a SQLite database without a predictions table: "
+                                 "not a prediction log (left as it was)")  # fmt: skip
+
+
 def migrate(engine: Engine, where: str, create: bool) -> None:
     """Bring the schema to SCHEMA_VERSION (tables, indexes, v1 -> v2), once, under a lock."""
     with engine.connect().execution_options(write=True) as connection, connection.begin():
@@ -178,6 +200,9 @@ def migrate(engine: Engine, where: str, create: bool) -> None:
             # replicas starting together: one migrates, the others wait and find it done
             connection.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
         tables = set(inspect(connection).get_table_names())
+        if tables and not tables & {"predictions", "log_schema"}:
+            raise PredictionLogError(f"{where}: a database without a predictions table: not "
+                                     "a prediction log (left as it was)")  # fmt: skip
         if not create and "predictions" not in tables:
             raise FileNotFoundError(f"{where}: no prediction log there (no predictions table)")
         version = _version(connection, tables)

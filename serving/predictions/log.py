@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from anomalyops.serving.predictions.database import (
     LABELS,
     SCHEMA_VERSION,
     VERDICTS,
+    PredictionLogError,
     connect,
     database_url,
     migrate,
@@ -35,7 +36,8 @@ from anomalyops.serving.predictions.database import (
 )
 from anomalyops.serving.predictions.files import FileStore, LocalFiles, file_store
 
-__all__ = ["LABELS", "SCHEMA_VERSION", "VERDICTS", "PredictionLog", "PredictionRecord"]
+__all__ = ["LABELS", "SCHEMA_VERSION", "VERDICTS", "PredictionLog", "PredictionLogError",
+           "PredictionRecord"]  # fmt: skip
 MAX_REVIEWER = 100
 MAX_NOTE = 1000
 
@@ -108,9 +110,12 @@ class PredictionLog:
         self._engine = connect(self.url, create)
         try:
             migrate(self._engine, self.where, create)
-        except OperationalError as error:
+        except DatabaseError as error:
             self._engine.dispose()
             reason = str(error.orig or error).strip().splitlines()[0]
+            if self.path is not None:  # a damaged, truncated or read-only SQLite file
+                raise PredictionLogError(f"{self.where}: prediction log: cannot open it "
+                                         f"({reason})") from None  # fmt: skip
             message = f"{self.where}: cannot open the prediction log: {reason}"
             raise ConnectionError(message) from None
         except BaseException:
@@ -119,9 +124,15 @@ class PredictionLog:
 
     @contextmanager
     def _transaction(self, write: bool = False) -> Iterator[Connection]:
-        connection = self._engine.connect().execution_options(write=write)
-        with connection, connection.begin():
-            yield connection
+        try:
+            connection = self._engine.connect().execution_options(write=write)
+            with connection, connection.begin():
+                yield connection
+        except IntegrityError:  # a constraint the caller handles (a pruned prediction)
+            raise
+        except DatabaseError as error:  # damaged pages found only when read, a full disk
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise PredictionLogError(f"{self.where}: prediction log: {reason}") from None
 
     def _keep(self, data: bytes, suffix: str) -> str:
         if self.files is None:

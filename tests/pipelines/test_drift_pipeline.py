@@ -72,7 +72,8 @@ def test_no_drift_no_retraining(tmp_path, champion, new_good):
     reference = load_reference(tmp_path / "repository" / "weld" / "1")
     log_production(tmp_path / "predictions.db", reference, 80, shift=0.0)
     verdict = run_local(arguments(tmp_path, champion.uri, new_good), tmp_path / "kfp")
-    assert verdict["drift"] is False, verdict["reason"]
+    # "no drift", not "insufficient data": the window was measured and passed
+    assert (verdict["status"], verdict["drift"]) == ("no drift", False), verdict["reason"]
     assert not list((tmp_path / "kfp").rglob("adapt-component"))
     assert sorted(p.name for p in (tmp_path / "repository" / "weld").iterdir()
                   if p.name.isdigit()) == ["1"]  # fmt: skip
@@ -100,7 +101,7 @@ def test_drift_runs_retraining_and_serves_the_new_champion(
     log_production(tmp_path / "predictions.db", reference, 80, shift=0.3)
     # The gate needs defects to measure on: the test split (no reviewed defects here).
     verdict = run_local(arguments(tmp_path, champion.uri, new_good, weld), tmp_path / "kfp")
-    assert verdict["drift"] is True, verdict["reason"]
+    assert (verdict["status"], verdict["drift"]) == ("drift", True), verdict["reason"]
     assert list((tmp_path / "kfp").rglob("adapt-component"))
     client = MlflowClient(champion.uri, champion.uri)
     assert client.get_model_version_by_alias("weld", "champion").version == "2"

@@ -1,4 +1,4 @@
-"""Drift step: references from a local folder or the real MLflow champion; KFP branching."""
+"""Drift step: references from a local folder or the real MLflow champion; its KFP output."""
 
 # No `from __future__ import annotations`: KFP reads the test component's real annotations.
 
@@ -82,7 +82,9 @@ def test_champion_reference_comes_from_the_registry(tmp_path):
     assert verdict["status"] == "no drift" and verdict["drift"] is False
 
 
-def test_a_pipeline_can_branch_on_the_drift_output(tmp_path):
+def test_the_drift_output_compiles_into_a_kfp_condition(tmp_path):
+    """Compile only: the drift output is a BOOLEAN a `dsl.If` can test. That a run takes the
+    branch is tests/pipelines/test_drift_pipeline.py's (the real drift pipeline, run)."""
     from kfp import compiler, dsl
 
     from anomalyops.components.steps.drift import drift_component

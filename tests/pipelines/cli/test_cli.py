@@ -32,7 +32,8 @@ def test_threshold_override_changes_labels(model, weld, capsys):
 
 
 def test_bad_inputs_are_clear_errors(model, tmp_path, capsys):
-    assert main(["fit", "--data", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["fit", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
     assert "train/good" in capsys.readouterr().err
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"")

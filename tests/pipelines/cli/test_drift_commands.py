@@ -94,3 +94,41 @@ def test_log_prune_deletes_old_unreviewed_rows(tmp_path, capsys):
         assert log.count() == 2 and log.get(reviewed)["verdict"] == "false_alarm"
         with pytest.raises(KeyError):
             log.get(old)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["drift", "check", "--variant", "weld", "--reference", "REF", "--out", "OUT"],
+        ["review", "list"],
+        ["review", "mark", "1", "--verdict", "false_alarm", "--reviewer", "ana"],
+        ["log", "prune", "--older-than", "30d"],
+    ],
+    ids=["drift-check", "review-list", "review-mark", "log-prune"],
+)
+def test_a_damaged_log_is_exit_2_naming_the_file(command, tmp_path, capsys):
+    make_reference(tmp_path)
+    log_db = tmp_path / "log.db"
+    log_db.write_bytes(b"garbage, not SQLite" * 100)
+    args = [str(tmp_path) if a == "REF" else str(tmp_path / "out") if a == "OUT" else a
+            for a in command]  # fmt: skip
+    assert main([*args, "--log-db", str(log_db)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"error: {log_db}: prediction log: cannot open it" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--sensitivity", "nan"), ("--sensitivity", "inf"), ("--variant", "Weld"),
+                        ("--variant", "../../escaped")],
+)  # fmt: skip
+def test_drift_check_refuses_nan_settings_and_bad_variants(flag, value, tmp_path, capsys):
+    make_reference(tmp_path)
+    log_db, out = tmp_path / "log.db", tmp_path / "drift"
+    with PredictionLog(log_db) as log:
+        log.write([PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0)])
+    args = {"--variant": "weld", "--sensitivity": "5", flag: value}
+    assert main(["drift", "check", "--log-db", str(log_db), "--reference", str(tmp_path),
+                 "--out", str(out), *[x for kv in args.items() for x in kv]]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("finite" in err or "is invalid" in err), err
+    assert not (tmp_path / "escaped").exists() and not out.exists()

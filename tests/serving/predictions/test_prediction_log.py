@@ -230,3 +230,59 @@ def test_a_version_2_log_from_before_the_schema_table_opens_as_it_is(tmp_path):
     db.close()
     with PredictionLog(path) as log:
         assert log.count() == 1 and log.get(1)["score"] == 1.0
+
+
+def _sqlite_of_another_program(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as other:
+        other.execute("CREATE TABLE contacts (name TEXT)")
+
+
+def _truncated_log(path):
+    from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
+
+    with PredictionLog(path) as log:
+        log.write([PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0)] * 50)
+    path.write_bytes(path.read_bytes()[:5000])
+
+
+@pytest.mark.parametrize(
+    ("plant", "says"),
+    [
+        (lambda p: p.write_bytes(b"not a database at all" * 100), "cannot open it"),
+        (_truncated_log, "prediction log: "),
+        (_sqlite_of_another_program, "not a prediction log"),
+    ],
+    ids=["garbage", "truncated", "another-program"],
+)
+def test_an_unusable_log_file_is_named_never_a_sqlite_traceback(plant, says, tmp_path):
+    from anomalyops.serving.predictions.log import PredictionLog, PredictionLogError
+
+    path = tmp_path / "predictions.db"
+    plant(path)
+    before = path.read_bytes()
+    with pytest.raises(PredictionLogError, match=str(path)) as raised, PredictionLog(path) as log:
+        log.window("weld", 100)
+        log.prune("2999-01-01")
+    assert says in str(raised.value)
+    assert path.read_bytes() == before or says == "prediction log: "
+
+
+def test_a_read_only_log_is_named(tmp_path, requires):
+    """An immutable file (chattr +i): read-only even for root, who ignores file modes."""
+    import subprocess
+
+    from anomalyops.serving.predictions.log import PredictionLog, PredictionLogError
+
+    path = tmp_path / "predictions.db"
+    with PredictionLog(path) as log:
+        log.write([PredictionRecord("weld", 1.0, 2.0, "good", 1.0, 1.0, 1.0)])
+    entries = [path, tmp_path]
+    immutable = subprocess.run(["chattr", "+i", *map(str, entries)], capture_output=True)
+    requires(immutable.returncode == 0, "chattr +i refused here (needs CAP_LINUX_IMMUTABLE)")
+    try:
+        with pytest.raises(PredictionLogError, match=f"{path}: prediction log: cannot open it"):
+            PredictionLog(path).prune("2999-01-01")
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, entries)], check=True)

@@ -74,12 +74,8 @@ def test_missing_input_and_unknown_model_are_4xx(triton):
     assert httpx.get(f"{base}/weld/ready", timeout=5).status_code == 200
 
 
-def test_server_stops_cleanly(python_repository):
-    from anomalyops.serving.triton.server import TritonServer, triton_venv
-
-    if not (triton_venv() / "bin" / "python").exists():
-        pytest.skip("Triton environment absent: run `make triton-venv`")
-    with TritonServer(python_repository) as server:
+def test_server_stops_cleanly(python_repository, triton_server):
+    with triton_server(python_repository) as server:
         assert httpx.get(f"http://{server.url}/v2/health/ready", timeout=5).status_code == 200
     assert server.process.returncode == 0
     with pytest.raises(httpx.ConnectError):
