@@ -20,29 +20,36 @@ import psutil
 GRACE_S = 10.0
 
 
-def stop_descendants(grace_s: float = GRACE_S, rounds: int = 5) -> list[int]:
-    """SIGTERM every descendant of this process, SIGKILL those still alive after GRACE_S,
-    and return only when all of them are gone.
+def stop_descendants(grace_s: float = GRACE_S, rounds: int = 20) -> list[int]:
+    """Stop every descendant of this process and return only when all of them are gone.
 
-    One snapshot is not enough: a step may start a process after it was taken (kfp.local
-    launching the next step, a step's own worker), and a killed process is still listed
-    until it is reaped. So the tree is listed again until a round finds nobody new, and
-    killed processes are waited for too.
+    A snapshot then a kill is not enough: a step may start a process after the snapshot,
+    and if its parent dies first it is re-parented away and no longer found as ours (a
+    live step left behind, seen about once in four runs). So the tree is frozen first:
+    each process listed gets SIGSTOP, which keeps it from starting more, and the tree is
+    listed again until a round finds nobody new. Then all get SIGTERM and SIGCONT (a
+    stopped process acts on SIGTERM only once continued), SIGKILL after GRACE_S, and
+    every one is waited for.
     """
     seen: dict[int, psutil.Process] = {}
     for _ in range(rounds):
         new = [c for c in psutil.Process().children(recursive=True) if c.pid not in seen]
         if not new:
             break
-        seen.update((child.pid, child) for child in new)
         for child in new:
             with contextlib.suppress(psutil.Error):
-                child.terminate()
-        _, alive = psutil.wait_procs(new, timeout=grace_s)
-        for child in alive:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        psutil.wait_procs(alive, timeout=grace_s)
+                child.suspend()
+            seen[child.pid] = child
+    processes = list(seen.values())
+    for child in processes:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+            child.resume()
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
     return list(seen)
 
 
