@@ -134,3 +134,9 @@ def test_the_python_backend_uses_the_contract_tensor_names():
     source = (REPO / "serving" / "triton" / "python_backend.py").read_text()
     spelled = set(re.findall(r'"(image|anomaly_map|score)"', source))
     assert spelled == {INPUT_NAME, MAP_OUTPUT, SCORE_OUTPUT}
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test modules by basename (no __init__.py here): a repeat stops the run."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
