@@ -103,6 +103,8 @@ def cmd_log_prune(args: argparse.Namespace) -> int:
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """--window, --min-samples, --sensitivity, --cooldown (read back by drift_settings)."""
+    from anomalyops.pipelines.cli.options import finite_positive
+
     # Defaults live in components/drift.DriftSettings (chosen in tests/benchmarks/drift.py).
     parser.add_argument("--window", type=int, help="newest predictions compared (default 1000)")
     parser.add_argument(
@@ -110,7 +112,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sensitivity",
-        type=float,
+        type=finite_positive,
         help="column threshold = sensitivity / sqrt(reference size); higher "
         "alerts less (default 5)",
     )

@@ -21,6 +21,7 @@ from anomalyops.pipelines.cli.options import (
     BACKBONE_NAMES,
     add_model_options,
     model_settings,
+    threshold_value,
 )
 
 log = logging.getLogger("anomalyops")
@@ -29,7 +30,8 @@ log = logging.getLogger("anomalyops")
 def cmd_fit(args: argparse.Namespace) -> int:
     from anomalyops.components.training.model_dir import ModelOutput
 
-    ModelOutput(args.out, args.force)  # refuse a bad --out before seconds of imports
+    # refuse a bad --out (or one holding the data) before seconds of imports
+    ModelOutput(args.out, args.force, protect=(args.data,))
     from anomalyops.components.training.train import train
 
     result = train(
@@ -63,6 +65,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         augmentation=Augmentation(views=args.views),
         target_fpr=args.fpr,
         on_error=args.on_error,
+        force=args.force,
     )
     start = f"extended {args.model}" if args.model else "started a new PatchCore"
     print(f"{start} with {result.summary['train_images']} good images "
@@ -92,18 +95,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from anomalyops.components.training.train import load_trained
     from anomalyops.serving.contract.frame_check import FrameCheck
     from anomalyops.serving.contract.labels import label
-    from anomalyops.serving.contract.reference import ReferenceError, load_reference
+    from anomalyops.serving.contract.reference import REFERENCE_FILE, load_reference
     from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
     from anomalyops.serving.images.statistics import image_statistics
 
     detector, thresholds = load_trained(args.model)
     threshold = args.threshold if args.threshold is not None else thresholds["image"]["threshold"]
     size = detector.config.input_size
-    try:
+    frames = None
+    if (Path(args.model) / REFERENCE_FILE).is_file():  # damaged: an error, never ignored
         frames = FrameCheck.from_reference(load_reference(args.model), size)
-    except ReferenceError as error:
-        frames = None
-        print(f"note: unusable frames are not flagged: {error}", file=sys.stderr)
+    else:
+        print(f"note: unusable frames are not flagged: {args.model} has no {REFERENCE_FILE}",
+              file=sys.stderr)  # fmt: skip
     images, names, problems, failures = [], [], [], 0
     for path in args.images:
         try:
@@ -189,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--model", help="trained PatchCore to extend; a new variant when omitted")
     adapt.add_argument("--out", required=True, help="where to save the adapted model")
     adapt.add_argument("--views", type=int, default=8, help="augmented views per image")
+    adapt.add_argument("--force", action="store_true",
+                       help="replace an adapted model already in --out (as a whole)")  # fmt: skip
     adapt.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     adapt.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
     adapt.add_argument("--size", type=int, default=256, help="a new variant's input size")
@@ -197,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="score images with a trained model")
     predict.add_argument("--model", required=True)
-    predict.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    predict.add_argument("--threshold", type=threshold_value,
+                         help="override the calibrated threshold")  # fmt: skip
     predict.add_argument("--out", help="folder for anomaly-map pictures and predictions.json")
     predict.add_argument("images", nargs="+")
     predict.set_defaults(func=cmd_predict)

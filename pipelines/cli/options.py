@@ -56,3 +56,26 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=0.2,
         help="share of train/good held out to set the threshold",
     )
+
+
+def threshold_value(value: str) -> float:
+    """argparse type for --threshold: the one threshold rule (serving/contract/thresholds.py)."""
+    from anomalyops.serving.contract.thresholds import ThresholdError, check_threshold
+
+    try:
+        return check_threshold(float(value), "--threshold")
+    except (ValueError, ThresholdError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def finite_positive(value: str) -> float:
+    """argparse type for settings such as --sensitivity: a finite number above zero."""
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a finite number above 0")
+    return number

@@ -70,7 +70,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.repository and not args.name:
         raise ValueError("--repository needs --name: the product variant the model serves")
-    contract = export(args.model, args.out)
+    contract = export(args.model, args.out, force=args.force)
     print(f"exported {contract.kind} to {args.out} (onnx sha256 {contract.onnx['sha256'][:12]})")
     if args.repository:
         version = add_model(args.repository, args.name, args.out, args.flavour)
@@ -113,10 +113,13 @@ def add_rollback(commands: argparse._SubParsersAction) -> None:
 
 
 def add_infer(commands: argparse._SubParsersAction) -> None:
+    from anomalyops.pipelines.cli.options import threshold_value
+
     infer = commands.add_parser("infer", help="score images on a Triton server")
     infer.add_argument("--url", required=True, help="Triton HTTP address, e.g. 127.0.0.1:8000")
     infer.add_argument("--model", required=True, help="Triton model (product variant)")
-    infer.add_argument("--threshold", type=float, help="override the calibrated threshold")
+    infer.add_argument("--threshold", type=threshold_value,
+                       help="override the calibrated threshold")  # fmt: skip
     infer.add_argument(
         "--repository",
         help="the Triton model repository (or a copy): label with the thresholds of the "
@@ -135,6 +138,8 @@ def add_export(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export a trained model to ONNX + model.json")
     export.add_argument("--model", required=True, help="directory written by `anomalyops fit`")
     export.add_argument("--out", required=True)
+    export.add_argument("--force", action="store_true",
+                        help="replace an export in --out (never a trained model)")  # fmt: skip
     export.add_argument("--repository", help="also add it to this Triton repository")
     export.add_argument(
         "--name",

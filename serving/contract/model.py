@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anomalyops.serving.contract.thresholds import ThresholdError, check_thresholds
+
 FORMAT_VERSION = 1
 CONTRACT_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -136,6 +138,10 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
     for level in ("image", "pixel"):
         calibration = _require(thresholds, level, dict, f"{where} thresholds")
         _require(calibration, "threshold", (int, float), f"{where} thresholds.{level}")
+    try:  # finite and above 0 (a NaN threshold labelled every defect 'good')
+        check_thresholds(thresholds, where)
+    except ThresholdError as error:
+        raise ContractError(str(error)) from None
     onnx = _require(body, "onnx", dict, where)
     _require(onnx, "file", str, f"{where} onnx")
     resources = body.get("resources") or {}
@@ -184,10 +190,13 @@ def load_contract(directory: str | Path) -> ModelContract:
     path = Path(directory)
     if path.is_dir():
         path = path / CONTRACT_FILE
-    if not path.is_file():
+    if not path.exists():
         raise ContractError(f"{path}: missing; is {path.parent} an exported model?")
+    if not path.is_file():
+        raise ContractError(f"{path}: not a regular file")
     try:
         body = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ContractError(f"{path}: not valid JSON ({error})") from None
+    except (ValueError, RecursionError, OSError) as error:  # bad JSON, deep nesting, I/O
+        raise ContractError(f"{path}: not readable JSON ({type(error).__name__}: "
+                            f"{str(error)[:200]})") from None  # fmt: skip
     return parse_contract(body, str(path))

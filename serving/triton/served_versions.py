@@ -29,7 +29,6 @@ from anomalyops.serving.contract.model import (
     load_contract,
 )
 from anomalyops.serving.contract.reference import REFERENCE_FILE, ReferenceError, load_reference
-from anomalyops.serving.contract.thresholds import ThresholdError, check_thresholds
 from anomalyops.serving.storage import StorageError, download, is_bucket_uri
 
 
@@ -126,9 +125,8 @@ class ServedVersions:
             )
         try:
             contract = load_contract(folder)
-            check_thresholds(contract.thresholds, str(folder / "model.json"))
             reference = load_reference(folder)
-        except (ContractError, ReferenceError, ThresholdError) as error:
+        except (ContractError, ReferenceError) as error:
             raise VersionError(f"{name!r} version {number}: {error}") from None
         if self.config is not None:
             check_config(contract, self.config(), f"{folder / 'model.json'}")

@@ -25,10 +25,15 @@ def test_fit_evaluate_predict(model, weld, tmp_path, capsys):
 
 def test_threshold_override_changes_labels(model, weld, capsys):
     image = str(sorted((weld / "test" / "good").glob("*.png"))[0])
-    main(["predict", "--model", str(model), "--threshold", "0", image])
+    main(["predict", "--model", str(model), "--threshold", "1e-6", image])
     assert "anomalous" in capsys.readouterr().out
     main(["predict", "--model", str(model), "--threshold", "1e9", image])
     assert "\tgood" in capsys.readouterr().out
+    for bad in ("0", "-1", "nan", "inf", "1e400"):  # a threshold that would label all 'good'
+        with pytest.raises(SystemExit) as stopped:
+            main(["predict", "--model", str(model), "--threshold", bad, image])
+        assert stopped.value.code == 2
+        assert "finite and above 0" in capsys.readouterr().err
 
 
 def test_bad_inputs_are_clear_errors(model, tmp_path, capsys):
