@@ -37,16 +37,14 @@ def drift_settings(args: argparse.Namespace) -> dict:
 def cmd_drift_check(args: argparse.Namespace) -> int:
     from anomalyops.components.drift.check import DriftSettings, check_drift
     from anomalyops.components.drift.reference import resolve_reference
-    from anomalyops.serving.predictions.log import PredictionLog
+    from anomalyops.pipelines.cli.options import existing_log
 
-    if not Path(args.log_db).is_file():
-        raise FileNotFoundError(f"{args.log_db}: no prediction log there")
     settings = DriftSettings(**drift_settings(args))
     source = resolve_reference(
         args.variant, args.reference, args.tracking_uri, Path(args.out) / args.variant
     )
     version = args.model_version or source.model_version
-    with PredictionLog(args.log_db) as log:
+    with existing_log(args.log_db) as log:
         verdict = check_drift(
             log, args.variant, source.reference, args.out, version, settings, source.description
         )
@@ -86,17 +84,17 @@ def cmd_drift_list(args: argparse.Namespace) -> int:
 
 
 def cmd_log_prune(args: argparse.Namespace) -> int:
-    from anomalyops.serving.predictions.log import PredictionLog
+    from anomalyops.pipelines.cli.options import existing_log
 
-    if not Path(args.log_db).is_file():
-        raise FileNotFoundError(f"{args.log_db}: no prediction log there")
     before = (datetime.now(UTC) - timedelta(seconds=args.older_than)).isoformat()
-    with PredictionLog(args.log_db) as log:
+    with existing_log(args.log_db, args.log_files) as log:
         deleted = log.prune(before)
+        orphans = log.prune_files(before)
         left = log.count()
+        where = log.where
     print(
-        f"{args.log_db}: deleted {deleted} unreviewed predictions older than {before} "
-        f"(and their kept files); {left} rows left, reviewed ones kept"
+        f"{where}: deleted {deleted} unreviewed predictions older than {before} (and their "
+        f"kept files, plus {orphans} files no row names); {left} rows left, reviewed ones kept"
     )
     return 0
 
@@ -155,6 +153,8 @@ def add_drift_commands(commands: argparse._SubParsersAction) -> None:
     log = commands.add_parser("log", help="prediction log maintenance")
     log_actions = log.add_subparsers(dest="action", required=True)
     prune = log_actions.add_parser("prune", help="delete old unreviewed predictions (retention)")
-    prune.add_argument("--log-db", required=True)
+    prune.add_argument("--log-db", required=True, help="a SQLite path or a database URL")
+    prune.add_argument("--log-files", help="where kept images are (a folder or s3://...; "
+                       "default: beside a SQLite log)")  # fmt: skip
     prune.add_argument("--older-than", type=duration, required=True, help="e.g. 30d")
     prune.set_defaults(func=cmd_log_prune)

@@ -79,3 +79,14 @@ def finite_positive(value: str) -> float:
     if not math.isfinite(number) or number <= 0:
         raise argparse.ArgumentTypeError(f"{value!r}: give a finite number above 0")
     return number
+
+
+def existing_log(location: str, files: str | None = None):  # -> PredictionLog
+    """Open a prediction log (a path or a database URL) that must already exist: a
+    mistyped path is an error naming it, never a new empty log."""
+    from anomalyops.serving.predictions.log import PredictionLog
+
+    try:
+        return PredictionLog(location, files, create=False)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--log-db {error}") from None

@@ -150,8 +150,10 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     if args.host:
         _require_cluster_places(args)
-    if args.pipeline == "drift" and not args.host and not Path(args.log_db).is_file():
-        raise FileNotFoundError(f"{args.log_db}: no prediction log there")
+    if args.pipeline == "drift" and not args.host:
+        from anomalyops.pipelines.cli.options import existing_log
+
+        existing_log(args.log_db).close()  # a mistyped log is named before MLflow starts
     module = {"training": training, "retraining": retraining, "drift": drift}[args.pipeline]
     if args.host:
         arguments = _pipeline_arguments(args, out, args.tracking_uri, args.triton_repository)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+import unicodedata
+
+from anomalyops.pipelines.cli.options import existing_log
 
 FILTER_VERDICTS = ("any", "unreviewed", "false_alarm", "confirmed_defect")
 LABELS = ("anomalous", "good", "unusable", "any")  # anomalous: what the detector flagged
@@ -17,19 +19,14 @@ COLUMNS = ("id", "time", "variant", "line", "model_version", "score", "threshold
            "verdict", "reviewer")  # fmt: skip
 
 
-def _existing_log(path: str):  # -> PredictionLog
-    """Open a log that must already exist: a mistyped path is an error, not a new log."""
-    from anomalyops.serving.predictions.log import PredictionLog
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"--log-db {path}: no prediction log there")
-    return PredictionLog(path)
-
-
 def _cell(value: object) -> str:
+    """A table cell that cannot move the cursor, colour the terminal or forge a row:
+    control and formatting characters (ESC, newline, RTL override) shown as escapes."""
     if value is None or value == "":
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") else
+                   c.encode("unicode_escape").decode() for c in text)  # fmt: skip
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -42,7 +39,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         filters = Filters(**{name: getattr(args, name) for name in fields})
     except ValidationError as error:
         raise ValueError(one_line(error.errors())) from None
-    with _existing_log(args.log_db) as log:
+    with existing_log(args.log_db) as log:
         rows = log.recent(**filters.query())
     table = [COLUMNS] + [tuple(_cell(row[c]) for c in COLUMNS) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
@@ -55,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_mark(args: argparse.Namespace) -> int:
     from anomalyops.serving.predictions.log import UnknownPredictionError
 
-    with _existing_log(args.log_db) as log:
+    with existing_log(args.log_db) as log:
         try:
             stored = log.mark(args.id, args.verdict, args.reviewer, args.note)
         except UnknownPredictionError as error:

@@ -11,6 +11,7 @@ folder beside a SQLite log, or a bucket) under keys the rows hold.
 from __future__ import annotations
 
 import io
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,6 +233,11 @@ class PredictionLog:
             raise ValueError(f"reviewer must be 1 to {MAX_REVIEWER} characters, got {reviewer!r}")
         if len(note) > MAX_NOTE:
             raise ValueError(f"note must be at most {MAX_NOTE} characters")
+        for field, text in (("reviewer", reviewer), ("note", note)):
+            hidden = [c for c in text if unicodedata.category(c) in ("Cc", "Cf")]
+            if hidden:  # NUL, ESC, newlines, RTL overrides: they forge or hide what is shown
+                raise ValueError(f"{field} must not hold control or formatting characters, "
+                                 f"got {hidden[0]!r}")  # fmt: skip
         unknown = UnknownPredictionError(f"no prediction with id {prediction_id} in {self.where}")
         row = {"prediction_id": int(prediction_id), "verdict": verdict, "reviewer": reviewer,
                "time": _now(), "note": note}  # fmt: skip

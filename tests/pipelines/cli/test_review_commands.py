@@ -96,3 +96,22 @@ def test_serve_runs_the_review_page(log_db):
         finally:
             server.terminate()
             server.wait(10)
+
+
+def test_control_characters_never_reach_the_terminal_or_the_log(tmp_path, capsys):
+    """ESC colours text and a newline forges a row in `review list`; NUL and an RTL
+    override hide what a note says: marks refuse them, listings escape them."""
+    from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
+
+    db = tmp_path / "log.db"
+    with PredictionLog(db) as log:
+        (number,) = log.write([PredictionRecord("weld", 9.0, 1.0, "anomalous", 1.0, 1.0, 1.0,
+                                                line="L1\x1b[31m\n7  forged")])  # fmt: skip
+    for reviewer, note in (("ana\x1b[31m", ""), ("ana", "ok\x00"), ("ana", "\u202egnp.")):
+        code = main(["review", "mark", str(number), "--log-db", str(db), "--verdict",
+                     "false_alarm", "--reviewer", reviewer, "--note", note])  # fmt: skip
+        assert code == 2 and "control or formatting" in capsys.readouterr().err
+    assert main(["review", "list", "--log-db", str(db), "--label", "any"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[31m\\n7  forged" in out
+    assert len(out.strip().splitlines()) == 2  # the header and one row, nothing forged
