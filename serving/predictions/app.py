@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from anomalyops.serving.contract.names import check_name
+from anomalyops.serving.metrics import metrics_app
 from anomalyops.serving.predictions import routes
 from anomalyops.serving.predictions.log import PredictionLog
 from anomalyops.serving.predictions.review import (
@@ -30,10 +32,15 @@ def create_app(
     references: References | None = None,
     variant: str | None = None,
     user_header: str = USER_HEADER,
+    files: str | None = None,
 ) -> FastAPI:
-    """The review app on the prediction log at LOG_PATH; VARIANT preselects the filter."""
+    """The review app on the prediction log at LOG_PATH (a path or a database URL; kept
+    images in FILES, by default beside a SQLite log); VARIANT preselects the filter."""
+    if variant is not None:
+        check_name(variant)
     app = FastAPI(title="anomalyops review", docs_url=None, redoc_url=None)
-    app.state.log = PredictionLog(log_path)
+    app.state.log = PredictionLog(log_path, files, create=False)
+    app.mount("/metrics", metrics_app())  # verdicts by kind, for Prometheus
     app.state.review = Review(app.state.log, references or References(), variant, user_header)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.middleware("http")(security_headers)
@@ -73,7 +80,7 @@ def serve(
 
     app = create_app(log_path, References(reference, repository), variant, user_header)
     print(
-        f"review page on http://{host}:{port}/ for {app.state.log.path}"
+        f"review page on http://{host}:{port}/ for {app.state.log.where}"
         f" ({app.state.log.count()} predictions)",
         flush=True,
     )

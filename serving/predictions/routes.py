@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from PIL import Image
 from pydantic import ValidationError
 
+from anomalyops.serving import metrics
 from anomalyops.serving.contract.labels import ANOMALOUS
 from anomalyops.serving.images.decode import ImageDecodeError, decode_image
 from anomalyops.serving.images.heatmap import map_range, overlay
@@ -129,6 +130,7 @@ async def mark(app: ReviewApp, prediction_id: PredictionId, request: Request) ->
         raise HTTPException(404, str(error)) from None
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
+    metrics.observe_verdict(_row_or_404(app, prediction_id)["variant"], body.verdict)
     log.info("prediction %d marked %s by %s", prediction_id, body.verdict, reviewer)
     return stored
 
@@ -156,11 +158,11 @@ def _shrink(image: np.ndarray) -> np.ndarray:
 
 
 def _kept_image(app: Review, row: dict[str, Any]) -> np.ndarray:
-    path = app.log.file(row["image_file"])
-    if path is None or not path.is_file():
+    data = app.log.read_file(row["image_file"])  # a folder or a bucket, as the log keeps them
+    if data is None:
         raise HTTPException(404, f"prediction {row['id']}: no image was kept")
     try:
-        return decode_image(path, f"prediction {row['id']}")
+        return decode_image(data, f"prediction {row['id']}")
     except ImageDecodeError as error:
         raise HTTPException(422, str(error)) from None
 
@@ -174,10 +176,10 @@ def image(app: ReviewApp, prediction_id: PredictionId) -> Response:
 def overlay_png(app: ReviewApp, prediction_id: PredictionId) -> Response:
     row = _row_or_404(app, prediction_id)
     picture = _shrink(_kept_image(app, row))
-    map_path = app.log.file(row["map_file"])
-    if map_path is None or not map_path.is_file():
+    kept = app.log.read_file(row["map_file"])
+    if kept is None:
         return _png(picture)  # no map kept: the image alone
-    anomaly_map = np.load(map_path, allow_pickle=False).astype(np.float32).squeeze()
+    anomaly_map = np.load(io.BytesIO(kept), allow_pickle=False).astype(np.float32).squeeze()
     if anomaly_map.ndim != 2:
         raise HTTPException(500, f"prediction {prediction_id}: anomaly map is not 2-D")
     height, width = picture.shape[:2]

@@ -116,10 +116,17 @@ def test_overlay_draws_the_map_over_the_kept_image(review, weld_image):
 
 
 def test_verdicts_store_who_and_when_and_count_per_day(review, log_path):
+    def verdicts_counted(kind: str) -> float:
+        line = next((x for x in review.get("/metrics/").text.splitlines() if x.startswith(
+            "anomalyops_verdicts_total{") and f'verdict="{kind}"' in x), "x 0")  # fmt: skip
+        return float(line.rsplit(" ", 1)[1])
+
+    counted = verdicts_counted("false_alarm")
     stored = review.post(
         "/api/predictions/1/verdict", json={"verdict": "false_alarm", "reviewer": "ana"}
     )
     assert stored.status_code == 200 and stored.json()["reviewer"] == "ana"
+    assert verdicts_counted("false_alarm") == counted + 1  # Prometheus sees it too
     # The ingress's header names the reviewer and wins over the page's field.
     stored = review.post(
         "/api/predictions/2/verdict",
@@ -190,6 +197,15 @@ def test_histogram_draws_logged_scores_against_the_served_versions_reference(
     assert page.count('class="logged"') == 30 and 'class="threshold"' in page
     with web_server(create_app(log_path)) as url:
         assert "no reference (no --reference given)" in httpx.get(url + "/").text
+
+
+def test_a_bad_variant_or_a_missing_log_fails_at_start(log_path, tmp_path):
+    from anomalyops.serving.contract.names import InvalidNameError
+
+    with pytest.raises(InvalidNameError):
+        create_app(log_path, variant="../weld")
+    with pytest.raises(FileNotFoundError, match="no prediction log"):
+        create_app(tmp_path / "typo.db")
 
 
 def test_a_wrong_reference_path_fails_at_start(tmp_path):
