@@ -119,9 +119,15 @@ class FolderDataset:
         return files_sha256(self.root, paths)
 
     def load_train(
-        self, size: tuple[int, int], on_error: OnError = "raise", progress: bool = True
+        self,
+        size: tuple[int, int],
+        on_error: OnError = "raise",
+        progress: bool = True,
+        exclude: set[str] = frozenset(),
     ) -> Split:
-        return load_split(self.train_samples(), size, on_error, False, progress)
+        """train/good decoded, less the files named in EXCLUDE (refused by the caller)."""
+        samples = [s for s in self.train_samples() if str(s.path) not in exclude]
+        return load_split(samples, size, on_error, False, progress)
 
     def load_test(
         self, size: tuple[int, int], on_error: OnError = "raise", progress: bool = True

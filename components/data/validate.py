@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -114,19 +115,48 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / scale
 
 
-def undersized(paths: list[Path], min_side: int = MIN_SIDE) -> list[str]:
-    """Images narrower or lower than MIN_SIDE, read from their headers only (cheap)."""
-    small = []
-    for path in paths:
-        with contextlib.suppress(OSError, Image.UnidentifiedImageError), Image.open(path) as im:
-            if min(im.size) < min_side:
-                small.append(f"{path} ({im.size[0]}x{im.size[1]} px < {min_side})")
-    return small
+def statistic_z(column: str, values: np.ndarray) -> np.ndarray:
+    """Robust z-scores of one image statistic over a set, on the scale the suite judges it:
+    sharpness spans orders of magnitude, so it is compared on a log scale."""
+    values = np.asarray(values, dtype=np.float64)
+    return robust_z(np.log10(values + 1e-3) if column == "sharpness" else values)
+
+
+def screen(paths: list[Path]) -> dict[str, str]:
+    """{file: reason} for each image the suite's hard image rules refuse, without Great
+    Expectations (what `fit` applies to train/good): too small, blank, and, with at least
+    MIN_FOR_OUTLIERS images, pixel count or lighting, contrast and focus far beyond the
+    set (the same thresholds as `_suite`'s min_size, blank and *_far_outliers). An image
+    that does not decode is not listed here: the loader reports it."""
+    rows = [row for row in map(describe_image, paths) if row["decode_ok"]]
+    refused = {}
+    for row in rows:
+        if min(row["width"], row["height"]) < MIN_SIDE:
+            refused[row["path"]] = f"{row['width']}x{row['height']} px, a side under {MIN_SIDE}"
+        elif row["contrast"] < MIN_CONTRAST:
+            refused[row["path"]] = f"blank (grey-level std {row['contrast']:.2f} < {MIN_CONTRAST})"
+    if len(rows) >= MIN_FOR_OUTLIERS:
+        areas = np.log10([row["width"] * row["height"] for row in rows])
+        far_area = np.abs(areas - np.median(areas)) > np.log10(FAR_AREA_RATIO)
+        for row, far in zip(rows, far_area, strict=True):
+            if far:
+                refused.setdefault(row["path"], f"pixel count over {FAR_AREA_RATIO:.0f}x "
+                                                "from the set's median")  # fmt: skip
+        for column in ("brightness", "contrast", "sharpness"):
+            scores = statistic_z(column, np.array([row[column] for row in rows]))
+            for row, z in zip(rows, scores, strict=True):
+                if abs(z) > FAR_Z:
+                    refused.setdefault(row["path"], f"{column} {z:+.1f} robust z-scores from "
+                                                    "the set: no part photograph")  # fmt: skip
+    return refused
 
 
 def describe_image(path: Path) -> dict:
     """One manifest row; `decode_ok` False (with the error) instead of raising."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block read_bytes forever
+            raise IsADirectoryError(0, "not a regular file") if path.is_dir() else OSError(
+                0, "not a regular file (a FIFO or device)")  # fmt: skip
         data = path.read_bytes()
     except OSError as error:  # a folder named x.png, a symlink loop, no permission
         data, unreadable = b"", f"{path}: not a readable file ({error.strerror or error})"
@@ -199,10 +229,8 @@ def build_manifest(paths: list[Path], near_duplicate_bits: int = 4, z_limit: flo
     frame["area_log_ratio"] = np.round(area - np.nanmedian(area[ok]) if ok.any() else area, 3)
     for column in ("brightness", "contrast", "sharpness"):
         values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        if column == "sharpness":  # spans orders of magnitude: compare on a log scale
-            values = np.log10(values + 1e-3)
         z = np.full(len(frame), np.nan)
-        z[ok] = robust_z(values[ok])
+        z[ok] = statistic_z(column, values[ok])
         frame[f"{column}_z"] = np.round(z, 3)
     return frame
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
-from anomalyops.components.data.validate import undersized
+from anomalyops.components.data.validate import screen
 from anomalyops.components.detectors import Detector, create, load_detector
 from anomalyops.components.detectors.auto import auto_settings
 from anomalyops.components.json_files import read_json
@@ -59,17 +56,6 @@ def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[held:]), np.sort(order[:held])
 
 
-def _undersized(paths: list[Path]) -> list[str]:
-    """validate.undersized over the regular files, one at a time: a FIFO would block its
-    header read and a decompression bomb abort it; both are reported when decoded."""
-    tiny = []
-    for path in paths:
-        with contextlib.suppress(OSError, Image.DecompressionBombError):
-            if stat.S_ISREG(path.stat().st_mode):
-                tiny += undersized([path])
-    return tiny
-
-
 def train(
     data: str | Path,
     output: str | Path,
@@ -91,12 +77,20 @@ def train(
     target = ModelOutput(output, force, protect=(data,))
     dataset = FolderDataset(data)
     paths = [sample.path for sample in dataset.train_samples()]
-    tiny = _undersized(paths)
-    if tiny:
-        raise DatasetError(f"images too small to be parts, refusing to train on them: {tiny}")
+    # The validation step's hard image rules: a blank, tiny or far-off frame in train/good
+    # would teach the model that dead cameras are normal.
+    screened = screen(paths)
+    refused = [f"{path}: {why}" for path, why in screened.items()]
+    if refused and on_error == "raise":
+        raise DatasetError("train/good holds images no part photograph looks like: "
+                           + "; ".join(refused))  # fmt: skip
+    for reason in refused:
+        log.warning("skipped %s", reason)
+    excluded = set(screened)
+    paths = [path for path in paths if str(path) not in excluded]
     dataset_sha256 = dataset.content_hash()
     model = create(detector, **auto_settings(detector, paths, settings or {}))
-    split = dataset.load_train(model.config.input_size, on_error, progress)
+    split = dataset.load_train(model.config.input_size, on_error, progress, exclude=excluded)
     fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
     started = time.perf_counter()
     model.fit(split.images[fit_idx], progress=progress)
@@ -112,7 +106,7 @@ def train(
         "detector": detector,
         "train_images": len(fit_idx),
         "calibration_images": len(cal_idx),
-        "skipped": split.skipped,
+        "skipped": refused + split.skipped,
         "fit_seconds": round(fit_seconds, 2),
     }
     with target as staging:

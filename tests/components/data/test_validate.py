@@ -131,12 +131,19 @@ def test_degenerate_images_are_hard_failures_by_default(good, tmp_path):
     assert "zz_folder.png: not a readable file" in json.dumps(caught.value.report.manifest)
 
 
-def test_fit_refuses_a_1x1_training_image(weld, tmp_path, capsys):
+def test_fit_skips_or_refuses_a_1x1_training_image(weld, tmp_path, capsys):
+    """The validation step's min_size rule in fit: skipped and named, or refused with
+    --on-error raise, as for an image that does not decode."""
     from anomalyops.pipelines.cli.main import main
 
     good = copy_good(weld, tmp_path / "weld", limit=12)
     Image.new("L", (1, 1), 128).save(good / "zz_1x1.png")
-    assert main(["fit", "--data", str(good.parent.parent), "--out", str(tmp_path / "m")]) == 2
+    data = str(good.parent.parent)
+    assert main(["fit", "--data", data, "--out", str(tmp_path / "m"), "--on-error", "raise",
+                 "--size", "64", "--coreset", "0.01"]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "zz_1x1.png (1x1 px < 32)" in err and "Traceback" not in err
+    assert "zz_1x1.png: 1x1 px, a side under 32" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+    assert main(["fit", "--data", data, "--out", str(tmp_path / "m"), "--size", "64",
+                 "--coreset", "0.01"]) == 0  # fmt: skip
+    assert "skipped" in capsys.readouterr().out and (tmp_path / "m").is_dir()
