@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
-from anomalyops.components.data.validate import screen
+from anomalyops.components.data.manifest import screen
 from anomalyops.components.detectors import Detector, create, load_detector
 from anomalyops.components.detectors.auto import auto_settings
 from anomalyops.components.json_files import read_json

@@ -12,9 +12,9 @@ def champion(weld, tmp_path):
     """weld v1 trained, registered and deployed (in-process steps, real MLflow server)."""
     from anomalyops.components.data.datasets import FolderDataset
     from anomalyops.components.deploy.export import export
+    from anomalyops.components.deploy.release import release
     from anomalyops.components.registry.register import register
     from anomalyops.components.registry.server import LocalServer
-    from anomalyops.components.steps.deploy import deploy_step
     from anomalyops.components.training.train import train
 
     model = tmp_path / "v1"
@@ -29,7 +29,7 @@ def champion(weld, tmp_path):
                             server.uri, eval_dataset_sha256=test_split,
                             export_dir=tmp_path / "v1-export")  # fmt: skip
         assert decision.promoted
-        deploy_step(decision.to_dict(), str(tmp_path / "repository"))
+        release(decision.to_dict(), str(tmp_path / "repository"))
         yield server
 
 

@@ -93,9 +93,9 @@ def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
     import numpy as np
     from mlflow import MlflowClient
 
+    from anomalyops.components.deploy.release import release
     from anomalyops.components.registry.client import CHAMPION
     from anomalyops.components.registry.server import LocalServer
-    from anomalyops.components.steps.deploy import deploy_step
     from anomalyops.components.steps.register import register_step
     from anomalyops.serving.contract.model import load_contract
     from anomalyops.serving.images.decode import load_image
@@ -150,10 +150,10 @@ def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
             str(run_dir / "export-component" / "exported"),
         )
         assert not worse.promoted and worse.version == "2" and worse.champion == "1"
-        refused = deploy_step(worse.to_dict(), str(repository))
+        refused = release(worse.to_dict(), str(repository))
         assert not refused.deployed and "v1 keeps serving" in refused.reason
         # A stale decision (v2 claiming champion) is refused by the registry's alias.
-        stale = deploy_step(worse.to_dict() | {"promoted": True}, str(repository))
+        stale = release(worse.to_dict() | {"promoted": True}, str(repository))
         assert not stale.deployed and "champion is now v1" in stale.reason
         assert tree(repository) == before
 

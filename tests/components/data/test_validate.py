@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFilter
 
-from anomalyops.components.data.validate import (
-    ValidationError,
-    dhash,
-    hamming,
-    robust_z,
-    validate,
-)
+from anomalyops.components.data.manifest import dhash, hamming, robust_z
+from anomalyops.components.data.validate import ValidationError, validate
 
 
 def copy_good(weld: Path, dest: Path, limit: int | None = None, size=None) -> Path:

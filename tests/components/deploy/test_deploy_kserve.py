@@ -16,9 +16,9 @@ from kube_api import ISVC, PLURAL, FakeKServe, KubeApi, chart_line
 
 from anomalyops.components.deploy.export import export
 from anomalyops.components.deploy.kserve import custom_objects_api
+from anomalyops.components.deploy.release import release
 from anomalyops.components.registry.register import register
 from anomalyops.components.registry.server import LocalServer
-from anomalyops.components.steps.deploy import deploy_step
 from anomalyops.serving.contract.model import load_contract
 from anomalyops.serving.storage import parse_bucket_uri
 
@@ -54,15 +54,15 @@ def test_champion_goes_to_the_bucket_and_the_line_rolls_to_it(
             api = custom_objects_api(kube.api_client())
             chart_line(api, NAMESPACE, LINE, "Standard", None)
             with FakeKServe(api, NAMESPACE, LINE, healthy=lambda uri: True):
-                deployed = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
+                deployed = release(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
                                        target="kserve", kserve_json=KSERVE)  # fmt: skip
                 second = register(exported / "model", {"image_auroc": 0.95}, "weld", mlflow.uri,
                                   eval_dataset_sha256="e" * 64,
                                   export_dir=exported / "export")  # fmt: skip
-                rolled = deploy_step(second.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
+                rolled = release(second.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
                                      target="kserve", kserve_json=KSERVE)  # fmt: skip
             # A stale decision (v1 claiming champion again) leaves the line alone.
-            stale = deploy_step(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
+            stale = release(first.to_dict(), f"{s3_bucket}/triton", "onnxruntime",
                                 target="kserve", kserve_json=KSERVE)  # fmt: skip
             final = api.get_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, LINE)
 
@@ -88,6 +88,6 @@ def test_kserve_target_needs_a_bucket_repository(tmp_path):
     decision = {"variant": "weld", "version": "1", "run_id": "r", "promoted": True,
                 "champion": "1", "tracking_uri": "http://127.0.0.1:9", "reason": ""}  # fmt: skip
     with pytest.raises(ValueError, match="target kserve needs REPOSITORY as s3:// or gs://"):
-        deploy_step(decision, str(tmp_path), "onnxruntime", target="kserve", kserve_json=KSERVE)
+        release(decision, str(tmp_path), "onnxruntime", target="kserve", kserve_json=KSERVE)
     with pytest.raises(ValueError, match="target must be one of"):
-        deploy_step(decision, str(tmp_path), "onnxruntime", target="cluster")
+        release(decision, str(tmp_path), "onnxruntime", target="cluster")

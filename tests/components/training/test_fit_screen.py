@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from anomalyops.components.data.datasets import DatasetError
-from anomalyops.components.data.validate import screen
+from anomalyops.components.data.manifest import screen
 from anomalyops.components.training.train import train
 from anomalyops.serving.contract.frame_check import FrameCheck
 from anomalyops.serving.contract.reference import load_reference

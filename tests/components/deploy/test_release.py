@@ -17,10 +17,10 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 
+from anomalyops.components.deploy.release import DeployError, release
 from anomalyops.components.registry.champion import champion_version
 from anomalyops.components.registry.register import register
 from anomalyops.components.registry.server import LocalServer
-from anomalyops.components.steps.deploy import DeployError, deploy_step
 from anomalyops.pipelines.cli.main import main
 from anomalyops.serving.contract.checksums import file_sha256
 from anomalyops.serving.contract.model import load_contract
@@ -99,14 +99,14 @@ def test_deploy_switches_what_triton_serves_and_rollback_returns(
 
     with LocalServer(tmp_path / "mlflow") as registry:
 
-        def release(model_dir, export_dir, auroc):
+        def registered(model_dir, export_dir, auroc):
             decision = register(model_dir / "model", {"image_auroc": auroc}, "weld", registry.uri,
                                 [], EVAL_HASH, export_dir=export_dir)  # fmt: skip
             assert decision.promoted
             return decision.to_dict()
 
         # v1 before any Triton runs: only the repository changes.
-        first = deploy_step(release(trained[0], trained[0] / "export", 0.80), str(repository))
+        first = release(registered(trained[0], trained[0] / "export", 0.80), str(repository))
         assert first.deployed and first.triton_version == "1"
         assert "served from the next start" in first.reason
 
@@ -115,7 +115,7 @@ def test_deploy_switches_what_triton_serves_and_rollback_returns(
             plants = [Plant(triton.url, image) for _ in range(2)]
             for plant in plants:
                 plant.start()
-            second = deploy_step(release(trained[1], trained[1] / "export", 0.85),
+            second = release(registered(trained[1], trained[1] / "export", 0.85),
                                  str(repository), triton_url=triton.url)  # fmt: skip
             for plant in plants:
                 plant.stop.set()
@@ -131,7 +131,7 @@ def test_deploy_switches_what_triton_serves_and_rollback_returns(
 
             # A corrupt v3 does not load: v2 keeps serving and stays champion.
             with pytest.raises(DeployError, match="version 2 keeps serving") as failed:
-                deploy_step(release(trained[1], corrupt, 0.90), str(repository),
+                release(registered(trained[1], corrupt, 0.90), str(repository),
                             triton_url=triton.url)  # fmt: skip
             assert "champion alias moved back to v2" in str(failed.value)
             assert champion_version(registry.uri, "weld") == "2"
