@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from anomalyops.serving.contract.model import load_contract
 from anomalyops.serving.images.decode import load_image
@@ -82,13 +83,14 @@ def test_mark_false_alarm_in_the_browser_is_stored_and_counted(
         newest.get_by_role("button", name="False alarm").click()
         page.wait_for_selector(f"article.card.false_alarm[data-id='{flagged[0]['id']}']")
         assert "false alarm · ana" in newest.locator(".verdict").inner_text()
-        assert page.locator("#false-alarms td.false-alarms").first.inner_text() == "1"
-        assert page.locator("#false-alarms td.share").first.inner_text().strip() == "100 %"
+        expect(page.locator("#false-alarms td.false-alarms").first).to_have_text("1")
+        # The page refreshes its counts after each mark: wait for them (Playwright's expect).
+        expect(page.locator("#false-alarms td.share").first).to_have_text("100 %")
 
         page.keyboard.press("j")  # next card, then the key for a confirmed defect
         page.keyboard.press("d")
         page.wait_for_selector(f"article.card.confirmed_defect[data-id='{flagged[1]['id']}']")
-        assert page.locator("#false-alarms td.share").first.inner_text().strip() == "50 %"
+        expect(page.locator("#false-alarms td.share").first).to_have_text("50 %")
         page.locator("#status").filter(has_text="confirmed defect by ana").wait_for()
 
         page.reload()  # stored, not only drawn

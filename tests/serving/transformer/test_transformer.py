@@ -253,8 +253,12 @@ def test_metrics_count_real_requests_by_label_and_outcome(transformer, weld):
     after = httpx.get(scrape, timeout=30).text
     for name, labels, grew in [
         ("anomalyops_predictions_total", {"variant": "weld", "label": "unusable"}, 1),
-        ("anomalyops_requests_total", {"variant": "weld", "outcome": "ok"}, 1),
-        ("anomalyops_requests_total", {"variant": "weld", "outcome": "rejected"}, 2),
+        ("anomalyops_requests_total", {"variant": "weld", "protocol": "v1", "outcome": "ok"}, 1),
+        (
+            "anomalyops_requests_total",
+            {"variant": "weld", "protocol": "v1", "outcome": "rejected"},
+            2,
+        ),
         ("anomalyops_decode_rejections_total", {"variant": "weld", "reason": "not_image"}, 1),
     ]:
         assert _metric(after, name, **labels) - _metric(before, name, **labels) == grew, name
