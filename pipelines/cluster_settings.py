@@ -6,7 +6,7 @@ the pods, which KFP fixes when it compiles. Locally (`kfp.local`) they are ignor
 - image: `name:tag` or `name@sha256:...`; default $ANOMALYOPS_IMAGE, else the release tag.
 - every step states CPU and memory requests and limits (STEP_RESOURCES; `resources`
   overrides per step). Train peaks above 5 GB on magnetic_tile PatchCore.
-- `gpus` > 0 asks for that many `gpu_resource` on train and evaluate, with
+- `gpus` > 0 asks for that many `gpu_resource` on train, evaluate, adapt and challenge, with
   `node_selector` and `tolerations` so they land on (tainted) GPU nodes.
 - `storage_secret`: a Secret whose AWS_* keys become each step's environment, so boto3
   and MLflow reach the bucket; optional, so workload identity works without it.
@@ -25,7 +25,7 @@ import yaml
 from anomalyops.components.steps import IMAGE
 
 IMAGE_ENV = "ANOMALYOPS_IMAGE"
-GPU_STEPS = ("train", "evaluate")
+GPU_STEPS = ("train", "evaluate", "adapt", "challenge")
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 # Requests are what the scheduler reserves, limits where the pod is throttled or killed.
 STEP_RESOURCES: dict[str, dict[str, str]] = {
@@ -41,6 +41,17 @@ STEP_RESOURCES: dict[str, dict[str, str]] = {
                  "memory_limit": "2Gi"},
     "deploy": {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "1Gi",
                "memory_limit": "4Gi"},
+    # Retraining's and drift's own steps, each its own entry (a file may size any of them).
+    "collect": {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "1Gi",
+                "memory_limit": "2Gi"},
+    "adapt": {"cpu_request": "2", "cpu_limit": "4", "memory_request": "8Gi",
+              "memory_limit": "16Gi"},
+    "challenge": {"cpu_request": "1", "cpu_limit": "4", "memory_request": "4Gi",
+                  "memory_limit": "8Gi"},
+    "drift": {"cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi",
+              "memory_limit": "4Gi"},
+    "alert": {"cpu_request": "100m", "cpu_limit": "500m", "memory_request": "256Mi",
+              "memory_limit": "512Mi"},
 }  # fmt: skip
 STORAGE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3",
                "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN")  # fmt: skip

@@ -60,8 +60,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         raised = alert_component(verdict=check.outputs["verdict"])
         for task in (check, raised):
             task.set_caching_options(False)
-        settings.apply({"validate": check})  # reads the log, like validate reads images
-        settings.apply({"register": raised})  # light: parses the verdict
+        settings.apply({"drift": check, "alert": raised})
         with dsl.If(raised.output == True):  # noqa: E712 - a KFP condition, not Python
             retraining(
                 new_good=new_good,

@@ -95,14 +95,13 @@ def build_pipeline(settings: ClusterSettings | None = None):
             target=deploy_target,
             kserve_json=kserve_json,
         )
-        # Adapt and challenge do the training and evaluating: they get those steps' pods.
-        tasks = {"validate": validated, "train": adapted, "evaluate": challenged,
-                 "export": exported, "register": registered, "deploy": deployed}  # fmt: skip
+        tasks = {"collect": collected, "validate": validated, "adapt": adapted,
+                 "challenge": challenged, "export": exported, "register": registered,
+                 "deploy": deployed}  # fmt: skip
         # The images, registry, log and repository change outside KFP's view: never reuse.
-        for task in (*tasks.values(), collected):
+        for task in tasks.values():
             task.set_caching_options(False)
         settings.apply(tasks)
-        settings.apply({"register": collected})  # registry and log reads, as light as register
         return deployed.output
 
     return retraining_pipeline

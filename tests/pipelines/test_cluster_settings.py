@@ -13,6 +13,8 @@ from anomalyops.pipelines.cluster_settings import (
     STORAGE_ENV,
     ClusterSettings,
 )
+from anomalyops.pipelines.drift import COMPILED as DRIFT
+from anomalyops.pipelines.retraining import COMPILED as RETRAINING
 from anomalyops.pipelines.training import COMPILED, compile_pipeline
 
 DIGEST = "registry.example/anomalyops@sha256:" + "a" * 64
@@ -39,10 +41,12 @@ def executors(pipeline: dict) -> dict[str, dict]:
     }
 
 
-def test_committed_pipeline_states_image_and_resources_for_every_step():
-    pipeline, platform = load(COMPILED)
+@pytest.mark.parametrize("compiled", [COMPILED, RETRAINING, DRIFT], ids=lambda p: p.stem)
+def test_committed_pipeline_states_image_and_resources_for_every_step(compiled):
+    """Every step of every committed pipeline runs with its own resource entry."""
+    pipeline, platform = load(compiled)
     containers = executors(pipeline)
-    assert set(containers) == set(STEP_RESOURCES)
+    assert set(containers) <= set(STEP_RESOURCES), sorted(set(containers) - set(STEP_RESOURCES))
     for step, container in containers.items():
         assert container["image"] == IMAGE
         wanted = STEP_RESOURCES[step]
@@ -55,6 +59,13 @@ def test_committed_pipeline_states_image_and_resources_for_every_step():
         secret = platform[f"exec-{step}-component"]["secretAsEnv"][0]
         assert secret["secretName"] == "anomalyops-storage" and secret["optional"]
         assert [k["envVar"] for k in secret["keyToEnv"]] == list(STORAGE_ENV)
+
+
+def test_every_resource_entry_belongs_to_a_step():
+    steps = set()
+    for compiled in (COMPILED, RETRAINING, DRIFT):
+        steps |= set(executors(load(compiled)[0]))
+    assert steps == set(STEP_RESOURCES)
 
 
 def test_no_step_passes_a_machine_local_path():
