@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import threading
 import time
@@ -46,11 +47,11 @@ WELD = (
 RESULTS = Path(__file__).with_name("results") / "serving.json"
 
 
-def exported_model(workdir: Path) -> Path:
+def exported_model(workdir: Path, coreset: float) -> Path:
     from anomalyops.components.deploy.export import export
     from anomalyops.components.training.train import train
 
-    train(WELD, workdir / "trained", "patchcore", {"coreset_ratio": 0.01}, progress=False)
+    train(WELD, workdir / "trained", "patchcore", {"coreset_ratio": coreset}, progress=False)
     export(workdir / "trained", workdir / "export")
     return workdir / "export"
 
@@ -144,9 +145,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
+    parser.add_argument("--coreset", type=float, default=0.1, help="bank ratio (default: the "
+                        "shipped 10 %%)")  # fmt: skip
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    export_dir = args.export or exported_model(workdir)
+    export_dir = args.export or exported_model(workdir, args.coreset)
     repo = build_repository(workdir / "repository", {"weld": export_dir}, "python")
     paths = sorted((WELD / "test" / "good").glob("*"))[: max(args.batches)]
     pool = np.stack([load_image(p, (256, 256)) for p in paths])
@@ -167,21 +170,28 @@ def main() -> None:
             for batch in args.batches:
                 sender = senders[path](batch)
                 run = {"path": path} | drive(sender, batch, args.seconds, args.clients)
+                run["load_average_1m"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(run), flush=True)
                 measured.setdefault(path, []).append(run)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()  # fmt: skip
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results = previous.get("paths", {})
     for path, runs in measured.items():
         results[path] = {
             "description": PATHS[path],
             "measured": datetime.now(UTC).date().isoformat(),
+            "commit": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ).stdout.strip(),  # fmt: skip
             "runs": runs,
         }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
             {
-                "model": "patchcore efficientnet_lite0 256x256, weld, coreset 1%",
+                "model": "patchcore efficientnet_lite0 256x256, weld, "
+                + (f"export {args.export}" if args.export else f"coreset {args.coreset:.0%}"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), no GPU",
                 "paths": results,
             },
