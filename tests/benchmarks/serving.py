@@ -181,9 +181,7 @@ def main() -> None:
         results[path] = {
             "description": PATHS[path],
             "measured": datetime.now(UTC).date().isoformat(),
-            "commit": subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-            ).stdout.strip(),  # fmt: skip
+            "commit": commit,
             "runs": runs,
         }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
