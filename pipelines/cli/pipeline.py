@@ -140,6 +140,11 @@ def _require_cluster_places(args: argparse.Namespace) -> None:
             "--triton-repository is required with --host: a bucket URI (s3://, gs://) "
             "or a path the deploy step and the Triton ServingRuntime share"
         )
+    if getattr(args, "deploy_target", "kserve") == "repository":
+        # The deploy step runs in a pod: a repository folder there is served by no Triton,
+        # and the run would report a deploy that nothing serves.
+        raise ValueError("--host needs --deploy-target kserve: with the default repository "
+                         "target the deploy step writes into its own pod")  # fmt: skip
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
@@ -268,8 +273,8 @@ def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kserve-json",
         default="{}",
-        help='InferenceService settings for --deploy-target kserve, e.g. \'{"namespace": '
-        '"plant-a", "canary_percent": 10}\' (components/kserve_deploy.KServeSettings)',
+        help='the line for --deploy-target kserve, e.g. \'{"name": "weld-line1", "namespace": '
+        '"plant-a", "canary_percent": 10}\' (components/deploy/kserve.py: KServeSettings)',
     )
     parser.add_argument(
         "--force-unlock",

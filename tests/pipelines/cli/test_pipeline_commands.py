@@ -60,6 +60,11 @@ def test_cluster_run_needs_its_places(capsys):
                  "--host", "https://kfp.example"])  # fmt: skip
     assert code == 2
     assert "--tracking-uri is required with --host" in capsys.readouterr().err
+    # A repository deploy target on a cluster would "deploy" into the step's own pod.
+    code = main(["pipeline", "run", "retraining", "--variant", "weld", "--new-good", "s3://b/x",
+                 "--host", "https://kfp.example", "--tracking-uri", "http://mlflow:5000",
+                 "--triton-repository", "s3://b/triton"])  # fmt: skip
+    assert code == 2 and "--host needs --deploy-target kserve" in capsys.readouterr().err
 
 
 def test_adapt_starts_a_new_variant_from_two_shots(weld, tmp_path, capsys):
