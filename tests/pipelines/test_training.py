@@ -88,8 +88,9 @@ def test_validation_failure_stops_the_pipeline(weld, tmp_path, capsys, request, 
 
 
 def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
-    weld, tmp_path, capsys, triton_server
+    weld, tmp_path, capsys, triton_server, s3_bucket
 ):
+    """The whole training run, its dataset read from a bucket (moto) as on a cluster."""
     import numpy as np
     from mlflow import MlflowClient
 
@@ -99,10 +100,12 @@ def test_local_pipeline_registers_and_deploys_a_champion_on_weld(
     from anomalyops.components.steps.register import register_step
     from anomalyops.serving.contract.model import load_contract
     from anomalyops.serving.images.decode import load_image
+    from anomalyops.serving.storage import upload
     from anomalyops.serving.triton.client import TritonClient
 
     out = tmp_path / "out"
-    code = main(["pipeline", "run", "training", "--data", str(weld), "--variant", "weld",
+    data = upload(str(weld), f"{s3_bucket}/weld")
+    code = main(["pipeline", "run", "training", "--data", data, "--variant", "weld",
                  "--out", str(out), "--size", "128"])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
