@@ -28,6 +28,7 @@ from anomalyops.components.steps.export import export_component
 from anomalyops.components.steps.register import register_component
 from anomalyops.components.steps.train import train_component
 from anomalyops.components.steps.validate import validate_component
+from anomalyops.components.training.folds import FOLDS
 from anomalyops.pipelines.cluster_settings import ClusterSettings
 from anomalyops.pipelines.runner import kfp_runs
 
@@ -54,7 +55,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         detector: str = "patchcore",
         settings_json: str = "{}",
         target_fpr: float = 0.01,
-        calibration_fraction: float = 0.2,
+        calibration_folds: int = FOLDS,
         min_images: int = 10,
         require_uniform_size: bool = False,
         triton_url: str = "",
@@ -67,7 +68,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
             detector=detector,
             settings_json=settings_json,
             target_fpr=target_fpr,
-            calibration_fraction=calibration_fraction,
+            calibration_folds=calibration_folds,
         )
         evaluated = evaluate_component(
             model=trained.outputs["model"], dataset=validated.outputs["dataset"]

@@ -14,13 +14,11 @@ def train_step(
     detector: str,
     settings_json: str,
     target_fpr: float,
-    calibration_fraction: float,
+    calibration_folds: int,
 ) -> TrainResult:
     """Train on DATA into MODEL_DIR; settings arrive as JSON because KFP passes strings."""
     settings = json.loads(settings_json or "{}")
-    return train(
-        data, model_dir, detector, settings, calibration_fraction, target_fpr, progress=False
-    )
+    return train(data, model_dir, detector, settings, calibration_folds, target_fpr, progress=False)
 
 
 @component
@@ -29,7 +27,7 @@ def train_component(
     detector: str,
     settings_json: str,
     target_fpr: float,
-    calibration_fraction: float,
+    calibration_folds: int,
     model: Output[Model],
 ):
     """Train on the validated Dataset artifact; the Model artifact is the model directory."""
@@ -37,7 +35,7 @@ def train_component(
 
     result = train_step(
         dataset.path, model.path, detector, settings_json, target_fpr,
-        calibration_fraction,
+        calibration_folds,
     )  # fmt: skip
     model.metadata.update(
         {

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from anomalyops.components.data.augment import Augmentation, views
@@ -94,22 +93,15 @@ def extend_bank(
     return blocks
 
 
-@torch.inference_mode()
 def leave_one_out(detector: PatchCore, images: np.ndarray, blocks: list[slice]) -> Prediction:
-    """Each image scored by the bank without its own rows, through the exported graph's path."""
-    bank = detector.model.memory_bank
+    """Each image scored by the bank without the rows it contributed."""
+    rows = np.arange(len(detector.model.memory_bank))
     scores, maps = [], []
-    try:
-        for image, block in zip(images, blocks, strict=True):
-            rest = torch.cat([bank[: block.start], bank[block.stop :]])
-            if len(rest) == 0:
-                raise ValueError("leave-one-out needs a bank beyond one image's rows")
-            detector.model.memory_bank = rest
-            output = detector.model(torch.from_numpy(np.ascontiguousarray(image[None])))
-            scores.append(output.score.numpy())
-            maps.append(output.anomaly_map[:, 0].numpy())
-    finally:
-        detector.model.memory_bank = bank
+    for image, block in zip(images, blocks, strict=True):
+        own = (rows >= block.start) & (rows < block.stop)
+        prediction = detector.predict_without(image[None], own)
+        scores.append(prediction.scores)
+        maps.append(prediction.maps)
     return Prediction(np.concatenate(scores), np.concatenate(maps))
 
 

@@ -1,4 +1,4 @@
-"""The train step: fit a detector on good images, calibrate thresholds on held-out ones."""
+"""The train step: fit a detector on good images, calibrate thresholds on out-of-fold scores."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.data.manifest import screen
 from anomalyops.components.detectors import Detector, create, load_detector
 from anomalyops.components.detectors.auto import auto_settings
 from anomalyops.components.json_files import read_json
+from anomalyops.components.training.folds import FOLDS, session_folds
 from anomalyops.components.training.model_dir import ModelOutput
 from anomalyops.components.training.thresholds import Calibration, calibrate, calibrate_pixels
 from anomalyops.serving.contract.reference import Reference
@@ -45,30 +44,23 @@ class TrainResult:
     summary: dict = field(default_factory=dict)
 
 
-def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices to fit on and indices held out for calibration (at least one of each)."""
-    if count < 2:
-        raise DatasetError(f"need at least 2 good training images, found {count}")
-    if not 0 < fraction < 1:
-        raise ValueError(f"calibration fraction must be in (0, 1), got {fraction}")
-    held = min(count - 1, max(1, round(count * fraction)))
-    order = np.random.default_rng(seed).permutation(count)
-    return np.sort(order[held:]), np.sort(order[:held])
-
-
 def train(
     data: str | Path,
     output: str | Path,
     detector: str = "patchcore",
     settings: dict | None = None,
-    calibration_fraction: float = 0.2,
+    calibration_folds: int = FOLDS,
     target_fpr: float = 0.01,
     pixel_fpr: float = 0.001,
     on_error: OnError = "skip",
     progress: bool = True,
     force: bool = False,
 ) -> TrainResult:
-    """Fit on train/good minus a held-out share, set thresholds on that share, save all.
+    """Fit on all of train/good, set thresholds on its out-of-fold scores, save all.
+
+    Cross-fitting (components/training/folds.py) scores every good image by a model that
+    never saw its capture session, so the threshold rests on n scores, not on a held-out
+    fifth, and the model serving keeps every image.
 
     Settings left out are decided from train/good alone (tiling, standardisation). The
     output is checked before any work and written whole or not at all (ModelOutput); a
@@ -91,11 +83,12 @@ def train(
     dataset_sha256 = dataset.content_hash()
     model = create(detector, **auto_settings(detector, paths, settings or {}))
     split = dataset.load_train(model.config.input_size, on_error, progress, exclude=excluded)
-    fit_idx, cal_idx = split_holdout(len(split.images), calibration_fraction, model.config.seed)
+    if len(split.images) < 2:
+        raise DatasetError(f"need at least 2 good training images, found {len(split.images)}")
+    folds = session_folds(len(split.images), calibration_folds)
     started = time.perf_counter()
-    model.fit(split.images[fit_idx], progress=progress)
+    held_out = model.cross_fit(split.images, folds, progress=progress)
     fit_seconds = time.perf_counter() - started
-    held_out = model.predict(split.images[cal_idx])
     image_cal = calibrate(held_out.scores, target_fpr)
     pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr)
     reference = Reference.measure(held_out.scores, [image_statistics(i) for i in split.images])
@@ -104,8 +97,9 @@ def train(
         "data": str(dataset.root),
         "dataset_sha256": dataset_sha256,
         "detector": detector,
-        "train_images": len(fit_idx),
-        "calibration_images": len(cal_idx),
+        "train_images": len(split.images),
+        "calibration_images": len(split.images),
+        "calibration": {"method": "cross-fit", "folds": len(folds), "order": "file name"},
         "skipped": refused + split.skipped,
         "fit_seconds": round(fit_seconds, 2),
     }
@@ -114,7 +108,7 @@ def train(
         reference.save(staging)
         (staging / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2))
         (staging / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
-    log.info("trained %s on %d images in %.1f s", detector, len(fit_idx), fit_seconds)
+    log.info("trained %s on %d images in %.1f s", detector, len(split.images), fit_seconds)
     return TrainResult(Path(output), model, image_cal, pixel_cal, summary)
 
 

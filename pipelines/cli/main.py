@@ -39,7 +39,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.out,
         args.detector,
         model_settings(args),
-        args.calibration_fraction,
+        args.calibration_folds,
         args.fpr,
         on_error=args.on_error,
         force=args.force,
@@ -157,7 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"data: {data}{'' if args.data else ' (synthetic parts, demo only)'}")
     settings = model_settings(args)
     # A demo reruns into the same folder: replacing its own previous model is the point.
-    result = train(data, out / "model", args.detector, settings, args.calibration_fraction,
+    result = train(data, out / "model", args.detector, settings, args.calibration_folds,
                    args.fpr, force=True)  # fmt: skip
     print(f"image {result.image_threshold.summary()}")
     metrics = evaluate(out / "model", data, out / "report.html")

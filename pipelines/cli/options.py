@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from anomalyops.components.training.folds import FOLDS
+
 # The registries' names, spelled out so that building the parser imports no torch;
 # a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
 DETECTOR_KINDS = ("padim", "patchcore")
@@ -51,10 +53,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     parser.add_argument(
-        "--calibration-fraction",
-        type=float,
-        default=0.2,
-        help="share of train/good held out to set the threshold",
+        "--calibration-folds",
+        type=int,
+        default=FOLDS,
+        help="cross-fitting folds (contiguous in file-name order) whose out-of-fold scores "
+        "set the threshold; the model itself learns from all of train/good",
     )
 
 

@@ -29,7 +29,7 @@ def _arguments(args: argparse.Namespace, data: str, tracking_uri: str, repositor
         "detector": args.detector,
         "settings_json": json.dumps(model_settings(args)),
         "target_fpr": args.fpr,
-        "calibration_fraction": args.calibration_fraction,
+        "calibration_folds": args.calibration_folds,
         "min_images": args.min_images,
         "require_uniform_size": args.require_uniform_size,
         **_deploy_arguments(args, repository),

@@ -1,7 +1,7 @@
 """What production should look like: kept at training time, read by serving and drift checks.
 
 `reference.json` lies beside `model.json` in a trained model, an export, every Triton
-version folder and the registered version. It holds the anomaly scores of the held-out
+version folder and the registered version. It holds the out-of-fold anomaly scores of the
 good images (the same images the threshold was calibrated on) and the image statistics
 (serving/images/statistics.py) of every good training image, measured on the model input.
 The drift check compares a window of logged predictions against it; the unusable-frame
@@ -28,7 +28,7 @@ class ReferenceError(ValueError):
 
 @dataclass(frozen=True)
 class Reference:
-    scores: list[float]  # held-out good images' anomaly scores
+    scores: list[float]  # good images' out-of-fold anomaly scores
     statistics: dict[str, list[float]]  # name -> one value per good training image
 
     def __post_init__(self) -> None:
@@ -56,7 +56,7 @@ class Reference:
 
     @classmethod
     def measure(cls, scores: np.ndarray, statistics: list[dict[str, float]]) -> Reference:
-        """From held-out scores and one `image_statistics` dict per training image."""
+        """From out-of-fold scores and one `image_statistics` dict per training image."""
         return cls(
             scores=[float(s) for s in np.asarray(scores).ravel()],
             statistics={name: [float(row[name]) for row in statistics] for name in STATISTICS},

@@ -37,10 +37,10 @@ def base(weld, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def turned(weld):
-    """The weld test split as a turned fixture shows it: (good, defective) images."""
+    """The weld test split as a turned fixture shows it: (good, defective, good unturned)."""
     test = FolderDataset(weld).load_test(SIZE, progress=False)
     shifted = np.stack([rotate(image, TURNED) for image in test.images])
-    return shifted[test.labels == 0], shifted[test.labels == 1]
+    return shifted[test.labels == 0], shifted[test.labels == 1], test.images[test.labels == 0]
 
 
 def write_images(folder, images):
@@ -67,11 +67,14 @@ def test_views_keep_the_image_and_vary_it_within_bounds(rng):
 def test_adapting_to_a_turned_fixture_brings_good_scores_back_and_keeps_defects_high(
     base, turned, tmp_path
 ):
-    good, defective = turned
+    good, defective, unturned = turned
     shots, unseen = good[:8], good[8:]
     threshold = base.image_threshold.threshold
     before = base.detector.predict(unseen).scores
-    assert (before > threshold).mean() >= 0.1, "precondition: the turned parts raise alarms"
+    # precondition: turning raises good parts' scores (a threshold set on all 37 good
+    # images out of fold may still pass most of them: fewer alarms, the same drift)
+    plain = base.detector.predict(unturned[8:]).scores
+    assert np.median(before) > np.median(plain) * 1.1, "precondition: turning raises scores"
 
     result = adapt(write_images(tmp_path / "shots", shots), tmp_path / "adapted",
                    base=base.model_dir, augmentation=FAST, progress=False)  # fmt: skip

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from anomalyops.components.evaluation.evaluate import evaluate
-from anomalyops.components.training.train import load_trained, split_holdout, train
+from anomalyops.components.training.train import load_trained, train
 from anomalyops.serving.contract.reference import load_reference
 
 
@@ -13,20 +13,19 @@ def trained(weld, tmp_path_factory):
     return train(weld, out, "patchcore", progress=False)
 
 
-def test_holdout_is_disjoint_and_complete():
-    fit, held = split_holdout(37, 0.2, seed=0)
-    assert len(held) == 7 and set(fit).isdisjoint(held) and len(fit) + len(held) == 37
-
-
 def test_train_writes_model_thresholds_and_lineage(trained):
     model_dir = trained.model_dir
     detector, thresholds = load_trained(model_dir)
-    assert thresholds["image"]["n_good"] == 7 and not thresholds["image"]["guaranteed"]
+    # every one of weld's 37 good images is scored out of fold (37 < 99: not guaranteed)
+    assert thresholds["image"]["n_good"] == 37 and not thresholds["image"]["guaranteed"]
     summary = json.loads((model_dir / "training.json").read_text())
-    assert len(summary["dataset_sha256"]) == 64 and summary["train_images"] == 30
+    assert len(summary["dataset_sha256"]) == 64 and summary["train_images"] == 37
+    assert summary["calibration"] == {"method": "cross-fit", "folds": 5, "order": "file name"}
     assert detector.fitted
-    reference = load_reference(model_dir)  # held-out scores + every training image's stats
-    assert len(reference.scores) == 7 and max(reference.scores) > 0
+    reference = load_reference(model_dir)  # out-of-fold scores + every image's statistics
+    assert len(reference.scores) == 37 and min(reference.scores) > 0
+    # 37 < 99 images: the conformal rank is past the end, so the threshold is the largest
+    assert thresholds["image"]["threshold"] == pytest.approx(max(reference.scores))
     assert all(len(values) == 37 for values in reference.statistics.values())
 
 

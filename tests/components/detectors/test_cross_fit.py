@@ -1,0 +1,55 @@
+"""Cross-fitting on real weld images: every image scored by a model that never saw it."""
+
+import numpy as np
+import pytest
+import torch
+
+from anomalyops.components.detectors import create
+from anomalyops.components.training.folds import session_folds
+
+
+@pytest.fixture(scope="module")
+def weld_train(weld_splits):
+    return weld_splits[0].images
+
+
+@pytest.mark.parametrize("kind", ["patchcore", "padim"])
+def test_out_of_fold_scores_lie_above_in_sample_ones(kind, weld_train):
+    detector = create(kind)
+    folds = session_folds(len(weld_train))
+    oof = detector.cross_fit(weld_train, folds, progress=False)
+    assert oof.scores.shape == (len(weld_train),) and np.isfinite(oof.scores).all()
+    assert oof.maps.shape == weld_train.shape[:3]
+    in_sample = detector.predict(weld_train)  # the final model has seen every image
+    # A model that saw an image scores it lower than one that did not: the optimism a
+    # threshold on training scores would carry, and cross-fitting removes.
+    assert np.median(oof.scores / in_sample.scores) > 1.05
+    if kind == "patchcore":  # each fold's bank is a subset of the final one
+        assert (oof.scores >= in_sample.scores - 1e-4).all()
+
+
+def test_patchcore_final_model_is_a_plain_fit(weld_train):
+    crossed = create("patchcore")
+    crossed.cross_fit(weld_train, session_folds(len(weld_train)), progress=False)
+    plain = create("patchcore").fit(weld_train, progress=False)
+    assert torch.equal(crossed.model.memory_bank, plain.model.memory_bank)
+
+
+def test_patchcore_masked_bank_matches_true_refits(weld_train):
+    """The shortcut against what it stands for: K coresets of the other folds alone."""
+    detector = create("patchcore")
+    folds = session_folds(len(weld_train))
+    masked = detector.cross_fit(weld_train, folds, progress=False).scores
+    refit = np.empty_like(masked)
+    for fold in folds:
+        others = create("patchcore").fit(np.delete(weld_train, fold, axis=0), progress=False)
+        refit[fold] = others.predict(weld_train[fold]).scores
+    assert np.corrcoef(masked, refit)[0, 1] > 0.9
+    assert 0.97 < np.mean(masked / refit) < 1.1  # measured 1.04: slightly conservative
+    assert max(masked) == pytest.approx(max(refit), rel=0.05)  # the threshold at n = 37
+
+
+def test_patchcore_cross_fit_names_an_empty_fold_bank(weld_train):
+    detector = create("patchcore", coreset_ratio=0.0001)  # one entry, from one fold only
+    with pytest.raises(ValueError, match="left no bank entry"):
+        detector.cross_fit(weld_train[:4], session_folds(4, 2), progress=False)
