@@ -148,11 +148,15 @@ def cpu_budget(
     return budget
 
 
-def set_pool_environment(threads: int, env: MutableMapping[str, str] = os.environ) -> None:
-    """Size OpenMP/MKL/OpenBLAS pools for libraries not yet imported, and make their
-    waiting workers sleep rather than spin (a user's own wait policy is kept)."""
+def set_pool_environment(
+    threads: int, env: MutableMapping[str, str] = os.environ, replace: bool = True
+) -> None:
+    """Size OpenMP/MKL/OpenBLAS pools for libraries not yet imported (REPLACE=False keeps
+    sizes already set), and make their waiting workers sleep rather than spin: two OpenMP
+    runtimes (torch's and faiss') spinning on 2 busy cores made `predict` 10x slower."""
     for name in POOL_VARIABLES:
-        env[name] = str(threads)
+        if replace or name not in env:
+            env[name] = str(threads)
     for name, value in WAIT_POLICY.items():
         env.setdefault(name, value)
 

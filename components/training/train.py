@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.data.manifest import screen
@@ -108,6 +109,7 @@ def train(
         "calibration_images": len(cal_idx),
         "skipped": refused + split.skipped,
         "fit_seconds": round(fit_seconds, 2),
+        "threads": torch.get_num_threads(),  # what fit_seconds was measured with
     }
     with target as staging:
         model.save(staging)

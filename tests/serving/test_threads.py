@@ -134,3 +134,9 @@ def test_apply_limits_torch_and_faiss_in_a_fresh_process():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert answer.stdout.split() == ["1", "1", "1", "1"]
+
+
+def test_import_time_sizing_keeps_sizes_already_set():
+    env = {"OMP_NUM_THREADS": "3"}
+    set_pool_environment(2, env, replace=False)
+    assert env["OMP_NUM_THREADS"] == "3" and env["MKL_NUM_THREADS"] == "2"
