@@ -97,6 +97,7 @@ def export(
     dataset_sha256: str | None = None,
     external_data_bytes: int = EXTERNAL_DATA_BYTES,
     force: bool = False,
+    threads: int | None = None,
 ) -> ModelContract:
     """Export a fitted detector (or a `train` output directory) to `out_dir`.
 
@@ -105,8 +106,11 @@ def export(
     from a detector object they must be passed. Lineage fields not known yet (MLflow run,
     registered model, version) are written as null. OUT_DIR is written whole or not at
     all (ModelOutput): an existing export is replaced only with `force`, a trained model's
-    folder (the source included) never.
+    folder (the source included) never. THREADS pins each serving instance's CPU threads
+    in model.json; left out, servers divide the CPUs they are given (serving/threads.py).
     """
+    if threads is not None and threads < 1:
+        raise ValueError(f"export: threads must be at least 1, got {threads}")
     source = detector_or_model_dir
     model_dir = None if isinstance(source, Detector) else Path(source)
     target = ModelOutput(out_dir, force, protect=[model_dir] if model_dir else [], kind="exported")
@@ -127,7 +131,7 @@ def export(
             raise ValueError(f"export: thresholds.{level}.threshold is missing")
     with target as staging:
         contract = _write_export(detector, staging, thresholds, lineage, dataset_sha256,
-                                 external_data_bytes)  # fmt: skip
+                                 external_data_bytes, threads)  # fmt: skip
         if model_dir is not None and (model_dir / REFERENCE_FILE).is_file():
             shutil.copyfile(model_dir / REFERENCE_FILE, staging / REFERENCE_FILE)
     return contract
@@ -140,6 +144,7 @@ def _write_export(
     lineage: dict[str, Any] | None,
     dataset_sha256: str | None,
     external_data_bytes: int,
+    threads: int | None,
 ) -> ModelContract:
     """model.onnx and model.json into OUT_DIR (a fresh staging folder)."""
     onnx_path = out_dir / ONNX_FILE
@@ -173,7 +178,7 @@ def _write_export(
             "detector": json.loads(json.dumps(description, default=_json_default)),
         },
         format_version=FORMAT_VERSION,
-        resources=_resources(detector),
+        resources=_resources(detector) | ({} if threads is None else {"threads": threads}),
     )
     contract.save(out_dir)
     return contract

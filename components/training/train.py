@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
 from anomalyops.components.data.manifest import screen
 from anomalyops.components.detectors import Detector, create, load_detector
@@ -102,6 +104,7 @@ def train(
         "calibration": {"method": "cross-fit", "folds": len(folds), "order": "file name"},
         "skipped": refused + split.skipped,
         "fit_seconds": round(fit_seconds, 2),
+        "threads": torch.get_num_threads(),  # what fit_seconds was measured with
     }
     with target as staging:
         model.save(staging)

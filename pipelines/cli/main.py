@@ -20,8 +20,10 @@ from anomalyops.pipelines.cli import serving as serving_commands
 from anomalyops.pipelines.cli.options import (
     BACKBONE_NAMES,
     add_model_options,
+    add_threads_option,
     model_settings,
     threshold_value,
+    use_threads,
 )
 
 log = logging.getLogger("anomalyops")
@@ -32,6 +34,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     # refuse a bad --out (or one holding the data) before seconds of imports
     ModelOutput(args.out, args.force, protect=(args.data,))
+    use_threads(args)
     from anomalyops.components.training.train import train
 
     result = train(
@@ -52,6 +55,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
+    use_threads(args)
     from anomalyops.components.data.augment import Augmentation
     from anomalyops.components.training.fewshot import adapt
 
@@ -79,6 +83,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    use_threads(args)
     from anomalyops.components.evaluation.evaluate import as_table, evaluate
 
     report = args.report or Path(args.model) / "report.html"
@@ -89,6 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    use_threads(args)
     import numpy as np
 
     from anomalyops.components.reports.report import map_range, overlay
@@ -146,6 +152,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    use_threads(args)
     from anomalyops.components.data.synthetic import make_synthetic_dataset
     from anomalyops.components.evaluation.evaluate import as_table, evaluate
     from anomalyops.components.training.train import train
@@ -184,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip corrupt images with a warning, or stop",
     )
     add_model_options(fit)
+    add_threads_option(fit)
     fit.set_defaults(func=cmd_fit)
 
     adapt = commands.add_parser(
@@ -199,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--backbone", choices=BACKBONE_NAMES, default="efficientnet_lite0")
     adapt.add_argument("--size", type=int, default=256, help="a new variant's input size")
     adapt.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    add_threads_option(adapt)
     adapt.set_defaults(func=cmd_adapt)
 
     predict = commands.add_parser("predict", help="score images with a trained model")
@@ -207,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override the calibrated threshold")  # fmt: skip
     predict.add_argument("--out", help="folder for anomaly-map pictures and predictions.json")
     predict.add_argument("images", nargs="+")
+    add_threads_option(predict)
     predict.set_defaults(func=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="metrics and HTML report on the test split")
@@ -214,12 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--report", help="HTML report path (default MODEL/report.html)")
     evaluate.add_argument("--on-error", choices=["skip", "raise"], default="skip")
+    add_threads_option(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="train and evaluate end to end")
     demo.add_argument("--data", help="dataset folder; synthetic parts when omitted")
     demo.add_argument("--out", default="runs/demo")
     add_model_options(demo)
+    add_threads_option(demo)
     demo.set_defaults(func=cmd_demo)
     serving_commands.add_serve(commands)
     serving_commands.add_rollback(commands)

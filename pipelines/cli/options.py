@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from anomalyops.components.training.folds import FOLDS
 
@@ -93,3 +94,29 @@ def existing_log(location: str, files: str | None = None):  # -> PredictionLog
         return PredictionLog(location, files, create=False)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"--log-db {error}") from None
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """--threads: how many CPU threads torch and faiss may use in this command."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads for torch and faiss (default: the CPUs this process is given: "
+        "its affinity mask and cgroup CPU quota, or ANOMALYOPS_THREADS)",
+    )
+
+
+def use_threads(args: argparse.Namespace) -> None:
+    """Size the thread pools before torch loads: pools sized for the whole node fight
+    over what a busy node or a CPU limit leaves (serving/threads.py)."""
+    from anomalyops.serving.threads import apply, cpu_budget
+
+    budget = apply(cpu_budget(args.threads))
+    logging.getLogger("anomalyops").info("threads: %d (%s)", budget.threads, budget.source)
+
+
+def positive_int(value: str) -> int:
+    """argparse type for counts such as --threads: a whole number of at least 1."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a whole number of at least 1")
+    return int(value)

@@ -70,7 +70,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.repository and not args.name:
         raise ValueError("--repository needs --name: the product variant the model serves")
-    contract = export(args.model, args.out, force=args.force)
+    contract = export(args.model, args.out, force=args.force, threads=args.instance_threads)
     print(f"exported {contract.kind} to {args.out} (onnx sha256 {contract.onnx['sha256'][:12]})")
     if args.repository:
         version = add_model(args.repository, args.name, args.out, args.flavour)
@@ -133,7 +133,7 @@ def add_infer(commands: argparse._SubParsersAction) -> None:
 
 
 def add_export(commands: argparse._SubParsersAction) -> None:
-    from anomalyops.pipelines.cli.options import variant_name
+    from anomalyops.pipelines.cli.options import positive_int, variant_name
 
     export = commands.add_parser("export", help="export a trained model to ONNX + model.json")
     export.add_argument("--model", required=True, help="directory written by `anomalyops fit`")
@@ -147,4 +147,7 @@ def add_export(commands: argparse._SubParsersAction) -> None:
         help="Triton model name (product variant); with --repository",
     )
     export.add_argument("--flavour", choices=["python", "onnxruntime"], default="python")
+    export.add_argument("--instance-threads", type=positive_int,
+                        help="pin each Triton instance's CPU threads in model.json (default: "
+                        "the CPUs the server is given, divided by its instances)")  # fmt: skip
     export.set_defaults(func=cmd_export)

@@ -21,14 +21,17 @@ Schema (format_version 1)::
       "lineage": {"mlflow_run_id": str|null, "registered_model": str|null,
                   "model_version": str|null, "exported_at": ISO-8601 str,
                   "detector": {...settings as the detector describes itself}},
-      "resources": {"scratch_bytes_per_image": int, "max_batch_size": int}  # optional
+      "resources": {"scratch_bytes_per_image": int, "max_batch_size": int,  # optional
+                    "threads": int}  # optional
     }
 
 `resources` (optional; absent in older exports, read as {}): the graph's peak scratch
 memory per image (PatchCore's blocked distance matrices) and the largest batch that keeps
 it within budget, which the Triton config uses as `max_batch_size` (default 32). A tiled
 detector needs no other field: its graph takes the whole working-size image (input
-height/width) and tiles inside, so serving sends it exactly as before.
+height/width) and tiles inside, so serving sends it exactly as before. `resources.threads`
+(optional, absent in older exports) pins the CPU threads of each Triton instance; absent
+means auto: the CPUs the server is given, divided by its instance count (serving/threads.py).
 
 Raw scores are what the graph returns; `normalisation` says how to show them on a common
 scale (score / image_scale: 1.0 is the calibrated threshold). Thresholds stay out of the
@@ -84,6 +87,11 @@ class ModelContract:
     def max_batch_size(self) -> int:
         """Triton's max batch: what the export sized from the graph's memory, else 32."""
         return int(self.resources.get("max_batch_size", DEFAULT_MAX_BATCH))
+
+    @property
+    def threads(self) -> int | None:
+        """Each serving instance's CPU threads when the export pins them; None means auto."""
+        return self.resources.get("threads")
 
     @property
     def pixel_threshold(self) -> float:
@@ -148,6 +156,9 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
     batch = resources.get("max_batch_size", DEFAULT_MAX_BATCH) if isinstance(resources, dict) else 0
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ContractError(f"{where}: resources.max_batch_size must be a positive int")
+    threads = resources.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ContractError(f"{where}: resources.threads must be a positive int when given")
     dataset = body.get("dataset_sha256")
     if dataset is not None and not isinstance(dataset, str):
         raise ContractError(f"{where}: field 'dataset_sha256' must be str or null")

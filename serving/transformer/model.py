@@ -33,6 +33,7 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ class AnomalyTransformer(kserve.Model):
             DecodeLimits(settings.max_image_bytes, settings.max_decoded_bytes),
             settings.max_decodes,
         )
+        # CPU stages run in a pool the size of the budget, not asyncio's default (CPUs + 4),
+        # so a burst of requests cannot crowd out Triton on the same node.
+        self.cpu_pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="transformer-cpu")
         self._local = threading.local()
         self.versions = ServedVersions(repository, name, self._config)
         self.current: ServedVersion | None = None  # the version that answered last
@@ -158,7 +162,7 @@ class AnomalyTransformer(kserve.Model):
             batch = Batch(v2_frames(payload, headers, self.settings), payload.id, v2=True)
         else:
             batch = Batch(v1_frames(payload, headers, self.settings))
-        await asyncio.to_thread(self._decode, batch.frames)
+        await asyncio.get_running_loop().run_in_executor(self.cpu_pool, self._decode, batch.frames)
         return batch
 
     async def predict(self, batch: Batch, headers: dict | None = None, **_: Any) -> Batch:
@@ -168,7 +172,9 @@ class AnomalyTransformer(kserve.Model):
 
     async def postprocess(self, batch: Batch, headers: dict | None = None, **_: Any) -> Any:
         """Label and log every frame, then answer in the protocol the request came in."""
-        predictions = await asyncio.to_thread(self._judge_and_log, batch.frames)
+        predictions = await asyncio.get_running_loop().run_in_executor(
+            self.cpu_pool, self._judge_and_log, batch.frames
+        )
         if batch.v2:
             return v2_response(batch.v2_id, self.name, predictions)
         return {"predictions": predictions}

@@ -37,6 +37,7 @@ class Settings:
     max_decodes: int = 2  # decoded at once (each may take ~4x its decoded bytes briefly)
     max_instances: int = 64  # images per request (split into Triton's max batch)
     keep_images: str = "all"  # which received images the log keeps: all, flagged, none
+    threads: int = 2  # CPU work (decode, judge, mask PNG, log) at once; Triton needs the rest
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any
 import kserve
 from kserve.errors import InvalidInput
 
+from anomalyops.serving.threads import Budget, cpu_budget
 from anomalyops.serving.transformer import model as transformer_model
 from anomalyops.serving.transformer.model import AnomalyTransformer
 from anomalyops.serving.transformer.protocol import KEEP_IMAGES, Settings
@@ -141,6 +142,15 @@ class TransformerProcess:
             self._errors = None
 
 
+def transformer_budget(requested: int | None, small: int) -> Budget:
+    """REQUESTED threads, else a small share: Triton scores on the same CPUs, the
+    transformer only decodes, thresholds and encodes masks (serving/threads.py)."""
+    budget = cpu_budget(requested)
+    if requested is not None or budget.threads <= small:
+        return budget
+    return Budget(small, f"the transformer's share of {budget.source}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=transformer_model.__doc__,
@@ -165,10 +175,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_instances", type=int, default=defaults.max_instances)
     parser.add_argument("--max_body_mb", type=float, default=64.0)
     parser.add_argument("--keep_images", choices=KEEP_IMAGES, default=defaults.keep_images)
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for decoding, masks and the log (default: "
+                        f"{defaults.threads}, fewer where fewer CPUs are given)")  # fmt: skip
     args, _ = parser.parse_known_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    budget = transformer_budget(args.threads, defaults.threads)
+    print(f"transformer {args.model_name!r}: {budget.threads} CPU threads ({budget.source})",
+          file=sys.stderr, flush=True)  # fmt: skip
     settings = Settings(
         int(args.max_image_mb * 2**20), int(args.max_decoded_mb * 2**20), args.max_decodes,
-        args.max_instances, args.keep_images,
+        args.max_instances, args.keep_images, budget.threads,
     )  # fmt: skip
     model = AnomalyTransformer(args.model_name, args.predictor_host, args.model_repository,
                                args.log_db, settings, files=args.log_files)  # fmt: skip

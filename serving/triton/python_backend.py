@@ -1,14 +1,23 @@
 """Triton python-backend model: the exported model.onnx run by onnxruntime on the CPU.
 
 Copied as `model.py` into each version folder of the `python` repository flavour; it runs
-inside Triton's python stub, so it imports nothing from anomalyops. Triton checks dtype
-and shape against config.pbtxt before a request reaches `execute`.
+inside Triton's python stub, so it imports nothing from anomalyops: serving/threads.py is
+copied beside it and loaded from there. Triton checks dtype and shape against config.pbtxt
+before a request reaches `execute`.
+
+Threads: the config's `threads` parameter pins each instance's onnxruntime threads; `auto`
+(the default) divides the CPUs the server is given (serving/threads.py) by the instance
+count, so instances x threads never exceed them, and workers sleep rather than spin while
+waiting (a spinning pool burns the share a busy node has left). The choice is logged.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import onnxruntime as ort
@@ -22,17 +31,41 @@ def _error(message: str) -> pb_utils.TritonError:
     )
 
 
+def _threads_module(folder: Path) -> ModuleType:
+    """serving/threads.py as copied beside this file (registered first: dataclasses look
+    their module up in sys.modules)."""
+    spec = importlib.util.spec_from_file_location("anomalyops_threads", folder / "threads.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _instance_budget(folder: Path, config: dict):  # -> threads.Budget
+    """This instance's threads: the config's pinned count, else the CPUs over the instances."""
+    threads = _threads_module(folder)
+    pinned = config.get("parameters", {}).get("threads", {}).get("string_value", "auto")
+    if pinned != "auto":
+        return threads.Budget(int(pinned), "the config's threads parameter")
+    instances = sum(int(group.get("count", 1)) for group in config.get("instance_group") or [{}])
+    return threads.cpu_budget().share(max(instances, 1))
+
+
 class TritonPythonModel:
     """One onnxruntime session; a dynamic batch of requests runs as one ONNX call."""
 
     def initialize(self, args: dict) -> None:
         folder = Path(args["model_repository"]) / args["model_version"]
         config = json.loads(args["model_config"])
-        threads = int(
-            config.get("parameters", {}).get("intra_op_threads", {}).get("string_value", 0)
-        )
+        budget = _instance_budget(folder, config)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = budget.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        pb_utils.Logger.log_info(
+            f"{args['model_name']} version {args['model_version']} instance "
+            f"{args['model_instance_name']}: {budget.threads} onnxruntime threads ({budget.source})"
+        )
         self.session = ort.InferenceSession(
             str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )

@@ -44,6 +44,7 @@ from anomalyops.serving.contract.reference import REFERENCE_FILE
 Flavour = Literal["onnxruntime", "python"]
 FLAVOURS: tuple[str, ...] = ("onnxruntime", "python")
 PYTHON_MODEL = Path(__file__).with_name("python_backend.py")
+THREADS_MODULE = Path(__file__).parents[1] / "threads.py"  # loaded by PYTHON_MODEL
 
 
 def _dims(values: tuple[int, ...] | list[int]) -> str:
@@ -59,11 +60,19 @@ def model_config(
     tensorrt: bool = False,
     queue_delay_us: int = 2000,
     instances: int = 1,
+    threads: int | None = None,
 ) -> str:
     """config.pbtxt text for one variant serving exactly VERSION (explicit model control);
-    max batch from the contract unless given."""
+    max batch from the contract unless given. The python flavour's threads per instance:
+    THREADS, else the contract's `resources.threads`, else `auto` (the server's CPUs over
+    INSTANCES, worked out where it runs: serving/threads.py)."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    threads = threads if threads is not None else contract.threads
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if instances < 1:
+        raise ValueError(f"instances must be at least 1, got {instances}")
     if tensorrt and flavour != "onnxruntime":
         raise ValueError("tensorrt is only available with the onnxruntime flavour")
     height, width, channels = contract.height, contract.width, contract.channels
@@ -104,7 +113,8 @@ def model_config(
             "} ] } }",
         ]
     if flavour == "python":
-        lines.append('parameters { key: "intra_op_threads" value: { string_value: "0" } }')
+        pinned = "auto" if threads is None else str(threads)
+        lines.append(f'parameters {{ key: "threads" value: {{ string_value: "{pinned}" }} }}')
     # Thresholds ride along so a plant client can label without model.json (still not in
     # the graph: a request may override them).
     for key, value in (("image", contract.image_threshold), ("pixel", contract.pixel_threshold)):
@@ -248,6 +258,7 @@ def add_model(
             if (export_dir / name).is_file():
                 shutil.copy2(export_dir / name, staging / name)
         if flavour == "python":
+            shutil.copy2(THREADS_MODULE, staging / THREADS_MODULE.name)
             shutil.copy2(PYTHON_MODEL, staging / "model.py")
         (staging / VERSION_CONFIG).write_text(config_text)
         staging.rename(version_dir)  # fails rather than merge if the folder appeared

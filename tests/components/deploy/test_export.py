@@ -53,9 +53,10 @@ def test_onnx_matches_in_process_detector(trained, weld_splits, tmp_path):
 
 
 def test_contract_round_trips_with_lineage(trained, tmp_path):
-    export(trained.model_dir, tmp_path, lineage={"mlflow_run_id": "abc"})
+    export(trained.model_dir, tmp_path, lineage={"mlflow_run_id": "abc"}, threads=2)
     contract = load_contract(tmp_path)
     assert contract.input_size == (256, 256) and contract.channels == 3
+    assert contract.threads == 2  # pinned per serving instance; auto when left out
     assert contract.lineage["mlflow_run_id"] == "abc"
     assert contract.lineage["model_version"] is None
     assert contract.thresholds["pixel"]["target_fpr"] == pytest.approx(0.001)
@@ -91,6 +92,8 @@ def test_bad_contract_names_the_field(tmp_path):
 def test_export_needs_thresholds_for_a_detector_object(trained, tmp_path):
     with pytest.raises(ValueError, match="thresholds"):
         export(trained.detector, tmp_path)
+    with pytest.raises(ValueError, match="threads"):
+        export(trained.model_dir, tmp_path / "out", threads=0)
 
 
 def test_intensity_standardisation_is_in_the_graph(weld_splits, tmp_path):

@@ -62,3 +62,33 @@ def test_blank_frames_are_unusable_never_good(model, weld, tmp_path, capsys):
     assert [r["label"] for r in rows[1:]] == ["unusable", "unusable"]
     assert rows[0]["label"] != "unusable" and rows[0]["problems"] == []
     assert "blank0.png" in err and "brightness 0 outside" in err
+
+
+@pytest.fixture
+def restore_threads():
+    """main() sizes the process's pools; put them back for the tests that follow."""
+    import faiss
+    import torch
+
+    threads, omp = torch.get_num_threads(), faiss.omp_get_max_threads()
+    yield
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(omp)
+
+
+def test_threads_follow_the_budget_and_the_flag(model, weld, caplog, capsys, restore_threads):
+    import faiss
+    import torch
+
+    from anomalyops.serving.threads import cpu_budget
+
+    training = json.loads((model / "training.json").read_text())
+    assert training["threads"] == cpu_budget().threads  # fit ran on the CPUs it was given
+    image = str(sorted((weld / "test" / "good").glob("*.png"))[0])
+    with caplog.at_level("INFO", logger="anomalyops"):
+        assert main(["predict", "--model", str(model), "--threads", "1", image]) == 0
+    assert "threads: 1 (--threads)" in caplog.text
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (1, 1)
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--model", str(model), "--threads", "0", image])
+    assert stopped.value.code == 2 and "at least 1" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from anomalyops.components.deploy.export import stamp_lineage
-from anomalyops.serving.contract.model import load_contract
+from anomalyops.serving.contract.model import ContractError, load_contract, parse_contract
 from anomalyops.serving.triton.repository import (
     VERSION_CONFIG,
     add_model,
@@ -32,7 +32,8 @@ def test_python_flavour_layout_and_versions(weld_export, tmp_path):
     for name in ("a", "b"):
         version = repo / name / "1"
         files = {p.name for p in version.iterdir()}
-        assert files == {"model.onnx", "model.json", "reference.json", "model.py", VERSION_CONFIG}
+        assert files == {"model.onnx", "model.json", "reference.json", "model.py", "threads.py",
+                         VERSION_CONFIG}  # fmt: skip
         config = (repo / name / "config.pbtxt").read_text()
         assert "version_policy: { specific: { versions: [ 1 ] } }" in config
         assert f'name: "{name}"' in config and 'backend: "python"' in config
@@ -118,3 +119,28 @@ def test_bad_arguments_are_refused(weld_export, tmp_path):
         add_model(tmp_path, "../x", weld_export)
     with pytest.raises(ValueError, match="no exported"):
         build_repository(tmp_path, {})
+    with pytest.raises(ValueError, match="threads"):
+        model_config("w", contract, "python", 1, threads=0)
+    with pytest.raises(ValueError, match="instances"):
+        model_config("w", contract, "python", 1, instances=0)
+
+
+def _threads_parameter(config: str) -> str:
+    return config.split('key: "threads" value: { string_value: "')[1].split('"')[0]
+
+
+def test_python_flavour_threads_auto_unless_pinned(weld_export):
+    """auto: each instance divides the server's CPUs; a pin comes from the call or model.json."""
+    contract = load_contract(weld_export)
+    assert contract.threads is None  # an export pins nothing unless asked
+    config = model_config("w", contract, "python", 1, instances=3)
+    assert _threads_parameter(config) == "auto" and "count: 3 kind: KIND_CPU" in config
+    assert _threads_parameter(model_config("w", contract, "python", 1, threads=2)) == "2"
+    body = contract.to_dict()
+    body["resources"] = {**body["resources"], "threads": 4}
+    pinned = parse_contract(body)
+    assert pinned.threads == 4 and _threads_parameter(model_config("w", pinned, "python", 1)) == "4"
+    for bad in (0, True, "2"):
+        body["resources"]["threads"] = bad
+        with pytest.raises(ContractError, match=r"resources\.threads"):
+            parse_contract(body)

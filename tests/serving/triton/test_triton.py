@@ -2,6 +2,7 @@
 requests, and `anomalyops serve` supervising it."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,6 +73,26 @@ def test_missing_input_and_unknown_model_are_4xx(triton):
     unknown = httpx.post(f"{base}/no_such_line/infer", json=body, timeout=30)
     assert 400 <= unknown.status_code < 500 and "no_such_line" in unknown.json()["error"]
     assert httpx.get(f"{base}/weld/ready", timeout=5).status_code == 200
+
+
+def test_instances_share_the_cpu_budget(weld_export, weld_images, triton_server, tmp_path,
+                                        monkeypatch):  # fmt: skip
+    """instances x threads stays within the server's CPUs; a pinned count is used as is."""
+    from anomalyops.serving.triton.repository import add_model
+
+    monkeypatch.setenv("ANOMALYOPS_THREADS", "4")
+    add_model(tmp_path, "shared", weld_export, instances=2)
+    add_model(tmp_path, "pinned", weld_export, threads=1)
+    with triton_server(tmp_path) as server:
+        for model in ("shared", "pinned"):
+            assert _infer(server.url, model, weld_images).as_numpy("score").shape == (4, 1)
+        logs = server.logs()
+    chosen = re.findall(r"instance (\w+): (\d+) onnxruntime threads \(([^)]*)\)", logs)
+    assert sorted(chosen) == [
+        ("pinned_0_0", "1", "the config's threads parameter"),
+        ("shared_0_0", "2", "ANOMALYOPS_THREADS, shared by 2 instances"),
+        ("shared_0_1", "2", "ANOMALYOPS_THREADS, shared by 2 instances"),
+    ]
 
 
 def test_server_stops_cleanly(python_repository, triton_server):
