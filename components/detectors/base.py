@@ -224,18 +224,26 @@ class Detector(ABC):
         """Fit on all IMAGES and return each fold's prediction by a model that never saw it.
 
         Thresholds then rest on out-of-fold scores of every good image, not on a held-out
-        share. This route fits a copy per fold (K + 1 fits); a detector with a cheaper
-        route that is as honest overrides it.
+        share, and the model keeps every image.
+        """
+        self.fit(images, progress)
+        return self.out_of_fold(images, folds, progress)
+
+    def out_of_fold(
+        self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
+    ) -> Prediction:
+        """Each fold of IMAGES (what fit() just learnt) scored by a model of the others.
+
+        This route fits a copy per fold; a detector with a cheaper route that is as
+        honest overrides it.
         """
         self.check_images(images)
         scores = np.empty(len(images), np.float32)
         maps = np.empty((len(images), *self.config.input_size), np.float32)
         for fold in tqdm(folds, desc="cross-fit", unit="fold", disable=not progress):
             rest = np.setdiff1d(np.arange(len(images)), fold)
-            scorer = copy.deepcopy(self).fit(images[rest], progress=False)
-            prediction = scorer.predict(images[fold])
+            prediction = copy.deepcopy(self).fit(images[rest], False).predict(images[fold])
             scores[fold], maps[fold] = prediction.scores, prediction.maps
-        self.fit(images, progress)
         return Prediction(scores, maps)
 
     def describe(self) -> dict[str, Any]:

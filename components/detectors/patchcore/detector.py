@@ -54,6 +54,9 @@ class PatchCore(Detector):
     def __init__(self, config: PatchCoreConfig | None = None, weights: str = "imagenet") -> None:
         super().__init__(config, weights)
         self._index: faiss.Index | None = None
+        # The training image each bank row came from, while the detector that fit them
+        # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
+        self.origin: np.ndarray | None = None
 
     def build_model(self, weights: str) -> PatchCoreModel:
         config = self.config
@@ -85,29 +88,29 @@ class PatchCore(Detector):
 
     def fit(self, images: np.ndarray, progress: bool = True) -> Self:
         patches = self._patches(images, progress)
-        self._use_bank(patches[self._select(patches, progress)])
-        return self
-
-    def cross_fit(
-        self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
-    ) -> Prediction:
-        """Fit on all IMAGES; score each fold against the bank entries of the other folds.
-
-        The coreset is chosen once over every image, and fold k is searched only among
-        the entries that came from other folds' images: patches only fold k had are
-        gone from its bank, as they would be from a coreset of the other folds alone, at
-        the cost of one index per fold instead of K more coresets. Against K true refits
-        the thresholds agree within a few per cent and lie above them
-        (tests/benchmarks/crossfit.py): the shortcut errs towards fewer false alarms.
-        """
-        patches = self._patches(images, progress)
         keep = self._select(patches, progress)
         self._use_bank(patches[keep])
-        origin = keep.numpy() // (len(patches) // len(images))  # the image of each entry
+        self.origin = keep.numpy() // (len(patches) // len(images))
+        return self
+
+    def out_of_fold(
+        self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
+    ) -> Prediction:
+        """Each fold scored against the bank entries that came from the other folds.
+
+        The coreset was chosen once over every image; fold k is searched only among the
+        entries of other folds' images. Patches only fold k had are gone from its bank,
+        as they would be from a coreset of the other folds alone, at the cost of one
+        index per fold instead of K more coresets. Against K true refits the thresholds
+        agree within a few per cent and lie above them (tests/benchmarks/crossfit.py):
+        the shortcut errs towards fewer false alarms.
+        """
+        if self.origin is None or self.origin.max(initial=-1) >= len(images):
+            raise RuntimeError("out_of_fold scores the images fit() just learnt; fit first")
         scores = np.empty(len(images), np.float32)
         maps = np.empty((len(images), *self.config.input_size), np.float32)
         for fold in tqdm(folds, desc="cross-fit", unit="fold", disable=not progress):
-            prediction = self.predict_without(images[fold], np.isin(origin, fold))
+            prediction = self.predict_without(images[fold], np.isin(self.origin, fold))
             scores[fold], maps[fold] = prediction.scores, prediction.maps
         return Prediction(scores, maps)
 
@@ -137,6 +140,7 @@ class PatchCore(Detector):
         new = patches[self._select(patches, progress)]
         self.model.memory_bank = torch.cat([self.model.memory_bank, new])
         self._index = None
+        self.origin = None  # the new rows come from images fit() never saw
         return self
 
     @property

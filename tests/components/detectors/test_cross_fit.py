@@ -53,3 +53,13 @@ def test_patchcore_cross_fit_names_an_empty_fold_bank(weld_train):
     detector = create("patchcore", coreset_ratio=0.0001)  # one entry, from one fold only
     with pytest.raises(ValueError, match="left no bank entry"):
         detector.cross_fit(weld_train[:4], session_folds(4, 2), progress=False)
+
+
+def test_patchcore_out_of_fold_needs_the_images_it_fit(weld_train):
+    detector = create("patchcore")
+    with pytest.raises(RuntimeError, match="fit first"):
+        detector.out_of_fold(weld_train[:4], session_folds(4, 2), progress=False)
+    detector.fit(weld_train[:4], progress=False)
+    detector.update(weld_train[4:6], progress=False)  # rows from images fit() never saw
+    with pytest.raises(RuntimeError, match="fit first"):
+        detector.out_of_fold(weld_train[:4], session_folds(4, 2), progress=False)
