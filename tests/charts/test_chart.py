@@ -136,7 +136,8 @@ def test_template_guards_refuse_what_cannot_work(helm, value_set, values, messag
 
 def test_gpu_lines_ask_for_gpus_on_gpu_nodes(render):
     lines = kinds(render("gpu"), "InferenceService")
-    assert [line["metadata"]["name"] for line in lines] == ["weld-line-1", "tile-line-2"]
+    assert [line["metadata"]["name"] for line in lines] == [
+        "rel-anomalyops-weld-line-1", "rel-anomalyops-tile-line-2"]  # fmt: skip
     for line in lines:
         predictor = line["spec"]["predictor"]
         assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -190,7 +191,7 @@ def test_transformer_serves_the_line_variant_from_the_same_repository(render):
         assert "--model_repository=/mnt/models" in container["args"]
         assert "--bind_address=0.0.0.0" in container["args"]
         claim = transformer["volumes"][0]["persistentVolumeClaim"]["claimName"]
-        assert claim == f"rel-anomalyops-{line['metadata']['name']}-predictions"
+        assert claim == f"{line['metadata']['name']}-predictions"
 
 
 def test_the_transformer_accepts_the_flags_chart_and_kserve_pass(render):
@@ -366,20 +367,21 @@ def test_ingress_caps_body_size_in_front_of_each_line(render):
     ingresses = {i["metadata"]["name"]: i for i in kinds(objects, "Ingress")
                  if not i["metadata"]["name"].endswith("-review")}  # fmt: skip
     assert set(ingresses) == {
-        f"{line}-{part}" for line in ("weld-line-1", "tile-line-2")
+        f"rel-anomalyops-{line}-{part}" for line in ("weld-line-1", "tile-line-2")
         for part in ("transformer", "predictor")
     }  # fmt: skip
-    weld = ingresses["weld-line-1-transformer"]
+    weld = ingresses["rel-anomalyops-weld-line-1-transformer"]
     annotations = weld["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "16m"
     assert annotations["nginx.ingress.kubernetes.io/auth-url"].startswith("https://oauth2")
     assert annotations["nginx.ingress.kubernetes.io/upstream-vhost"] == (
-        f"weld-line-1-transformer.{PLANT}.svc.cluster.local"
+        f"rel-anomalyops-weld-line-1-transformer.{PLANT}.svc.cluster.local"
     )
     rule = weld["spec"]["rules"][0]
     assert rule["host"] == "weld-line-1.plants.example.com"
-    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "weld-line-1-transformer"
-    triton = ingresses["weld-line-1-predictor"]["spec"]["rules"][0]
+    backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "rel-anomalyops-weld-line-1-transformer"  # KServe's Service of the line
+    triton = ingresses["rel-anomalyops-weld-line-1-predictor"]["spec"]["rules"][0]
     assert triton["host"] == "weld-line-1-triton.plants.example.com"
     assert weld["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "plants-tls"}]
     capped = render("gpu", "--set", "ingress.maxBodySize=4m")
@@ -399,17 +401,17 @@ def test_helm_test_hook_checks_mlflow_and_every_line(render):
     urls = pod["spec"]["containers"][0]["args"][2:]
     assert urls == [
         f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000/health",
-        f"http://weld-line-1-transformer.{PLANT}.svc.cluster.local/v1/models/weld",
-        f"http://weld-line-1-predictor.{PLANT}.svc.cluster.local/v2/models/weld/ready",
-        f"http://tile-line-2-transformer.{PLANT}.svc.cluster.local/v1/models/tile",
-        f"http://tile-line-2-predictor.{PLANT}.svc.cluster.local/v2/models/tile/ready",
+        f"http://rel-anomalyops-weld-line-1-transformer.{PLANT}.svc.cluster.local/v1/models/weld",
+        f"http://rel-anomalyops-weld-line-1-predictor.{PLANT}.svc.cluster.local/v2/models/weld/ready",
+        f"http://rel-anomalyops-tile-line-2-transformer.{PLANT}.svc.cluster.local/v1/models/tile",
+        f"http://rel-anomalyops-tile-line-2-predictor.{PLANT}.svc.cluster.local/v2/models/tile/ready",
     ]
 
 
 def test_review_page_per_line_reads_that_line_log_behind_the_ingress(render):
     objects = render("gpu")
     for line in kinds(objects, "InferenceService"):
-        name = f"rel-anomalyops-{line['metadata']['name']}-review"
+        name = f"{line['metadata']['name']}-review"
         deployment = named(objects, "Deployment", name)
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]

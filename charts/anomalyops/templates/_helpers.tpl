@@ -77,6 +77,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* A line's InferenceService name, release-prefixed so two releases in one namespace never
+     collide: "<fullname>-<line>", at most 46 characters. KServe names the components'
+     Deployments, Services and Knative Services "<name>-predictor" / "<name>-transformer"
+     (pkg/constants/constants.go PredictorServiceName, TransformerServiceName) and labels
+     every pod serving.kserve.io/inferenceservice=<name>: DNS labels and label values of at
+     most 63 characters. The chart's own "<name>-drift" and "<name>-prune" CronJobs must stay
+     within 52 (CronJob names: the Job controller appends 11 characters).
+     list of (line name, root) -> the name, or fail. */}}
+{{- define "anomalyops.lineName" -}}
+{{- $lineName := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- $name := printf "%s-%s" (include "anomalyops.fullname" $root) $lineName -}}
+{{- if gt (len $name) 46 -}}
+{{- fail (printf "lines[%s]: the InferenceService name %q is %d characters, above 46 (KServe's \"-transformer\" Services and the chart's \"-drift\" CronJob must stay valid): use a shorter release or line name" $lineName $name (len $name)) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
 {{- define "anomalyops.mlflowUri" -}}
 {{- printf "http://%s-mlflow.%s.svc.cluster.local:%v" (include "anomalyops.fullname" .) .Release.Namespace .Values.mlflow.port -}}
 {{- end -}}
