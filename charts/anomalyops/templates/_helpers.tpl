@@ -69,6 +69,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $needs := list "kubernetes.podspec-securitycontext" "kubernetes.podspec-persistent-volume-claim" "kubernetes.podspec-persistent-volume-write" "kubernetes.podspec-init-containers" -}}
 {{- if $line.nodeSelector }}{{ $needs = append $needs "kubernetes.podspec-nodeselector" }}{{ end -}}
 {{- if $line.tolerations }}{{ $needs = append $needs "kubernetes.podspec-tolerations" }}{{ end -}}
+{{- if and $root.Values.topologySpread (or (gt (int $line.maxReplicas) 1) (gt (int $line.transformer.maxReplicas) 1)) }}{{ $needs = append $needs "kubernetes.podspec-topologyspreadconstraints" }}{{ end -}}
 {{- $missing := list -}}
 {{- range $needs }}{{ if not (has . $root.Values.serving.knativeFeatures) }}{{ $missing = append $missing . }}{{ end }}{{ end -}}
 {{- if $missing -}}
@@ -142,5 +143,22 @@ imagePullSecrets:
 {{- range . }}
   - name: {{ . }}
 {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* Topology spread for a component that may run more than one replica: the values'
+     constraints (soft by default), each selecting that component's own pods; a new
+     ReplicaSet's pods are spread among themselves (matchLabelKeys pod-template-hash).
+     list of (root, selector labels, max replicas) -> a pod-spec fragment or nothing. */}}
+{{- define "anomalyops.topologySpread" -}}
+{{- $root := index . 0 -}}
+{{- $selector := index . 1 -}}
+{{- if and $root.Values.topologySpread (gt (int (index . 2)) 1) -}}
+{{- $constraints := list -}}
+{{- range $root.Values.topologySpread -}}
+{{- $constraints = append $constraints (merge (dict "labelSelector" (dict "matchLabels" $selector) "matchLabelKeys" (list "pod-template-hash")) (deepCopy .)) -}}
+{{- end -}}
+topologySpreadConstraints:
+{{- toYaml $constraints | nindent 2 }}
 {{- end -}}
 {{- end -}}
