@@ -162,3 +162,21 @@ topologySpreadConstraints:
 {{- toYaml $constraints | nindent 2 }}
 {{- end -}}
 {{- end -}}
+
+{{/* Knative mode: requests and limits of the queue-proxy sidecar Knative adds to every
+     pod, per component. Knative 1.21 reads them from the revision's annotations
+     (knative/serving pkg/apis/serving/register.go QueueSidecarCPUResourceRequestAnnotationKey
+     and siblings; pkg/reconciler/revision/resources/queue.go createQueueResources; the
+     resource-percentage annotation is deprecated there). KServe 0.20 copies a component's
+     `annotations` onto its Knative revision template (components/predictor.go
+     buildObjectMeta, transformer.go objectMeta; reconcilers/knative/ksvc_reconciler.go). */}}
+{{- define "anomalyops.queueProxyAnnotations" -}}
+{{- if eq .Values.serving.deploymentMode "Knative" -}}
+{{- $r := .Values.serving.queueProxy.resources -}}
+annotations:
+  queue.sidecar.serving.knative.dev/cpu-resource-request: {{ $r.requests.cpu | quote }}
+  queue.sidecar.serving.knative.dev/memory-resource-request: {{ $r.requests.memory | quote }}
+  queue.sidecar.serving.knative.dev/cpu-resource-limit: {{ $r.limits.cpu | quote }}
+  queue.sidecar.serving.knative.dev/memory-resource-limit: {{ $r.limits.memory | quote }}
+{{- end -}}
+{{- end -}}
