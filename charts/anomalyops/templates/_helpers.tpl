@@ -180,3 +180,27 @@ annotations:
   queue.sidecar.serving.knative.dev/memory-resource-limit: {{ $r.limits.memory | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/* An Ingress's annotations: the chart's, then ingress.annotations. With the cluster's
+     authentication on (ingress-nginx `auth-url`), `auth-response-headers` always carries
+     review.userHeader: ingress-nginx then sets that header from the auth server's answer
+     (`proxy_set_header '<header>' $authHeaderN`, internal/ingress/controller/template/
+     template.go buildAuthResponseHeaders), replacing whatever the client sent, and nginx
+     drops it when the answer has none (an empty value is not passed). Without auth-url the
+     header is stripped controller-wide (platform/values/ingress-nginx.yaml proxySetHeaders).
+     list of (root, chart annotations) -> YAML mapping. */}}
+{{- define "anomalyops.ingressAnnotations" -}}
+{{- $root := index . 0 -}}
+{{- $annotations := merge (deepCopy ($root.Values.ingress.annotations | default dict)) (index . 1) -}}
+{{- if hasKey $annotations "nginx.ingress.kubernetes.io/auth-url" -}}
+{{- $key := "nginx.ingress.kubernetes.io/auth-response-headers" -}}
+{{- $headers := list -}}
+{{- range (splitList "," (get $annotations $key)) }}{{ with trim . }}{{ $headers = append $headers . }}{{ end }}{{ end -}}
+{{- $wanted := $root.Values.review.userHeader -}}
+{{- $present := false -}}
+{{- range $headers }}{{ if eq (lower .) (lower $wanted) }}{{ $present = true }}{{ end }}{{ end -}}
+{{- if not $present }}{{ $headers = append $headers $wanted }}{{ end -}}
+{{- $_ := set $annotations $key (join "," $headers) -}}
+{{- end -}}
+{{- toYaml $annotations -}}
+{{- end -}}
