@@ -275,21 +275,27 @@ def test_rbac_is_least_privilege(render, value_set):
         },
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
     ]
-    monitor = named(objects, "Role", "rel-anomalyops-monitor")
-    assert {verb for rule in monitor["rules"] for verb in rule["verbs"]} == {"get", "list"}
-    # Only the deployer and the monitor hold API tokens.
+    assert [r["metadata"]["name"] for r in kinds(objects, "Role")] == ["rel-anomalyops-deployer"]
+    # No pod of the chart talks to the API: one account, no token.
+    assert [a["metadata"]["name"] for a in kinds(objects, "ServiceAccount")] == [
+        "rel-anomalyops-workload"]  # fmt: skip
     for where, spec in pod_specs(objects):
-        account = spec.get("serviceAccountName", "")
-        if not account.endswith(("-deployer", "-monitor")):
-            assert account == "rel-anomalyops-workload", where
+        assert spec["serviceAccountName"] == "rel-anomalyops-workload", where
+        if not where.startswith("InferenceService"):  # KServe's pods: the account's setting
+            assert spec["automountServiceAccountToken"] is False, where
 
 
-def test_the_deploy_role_binds_the_pipeline_runner(render):
-    binding = named(render("gpu"), "RoleBinding", "rel-anomalyops-deployer")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "rel-anomalyops-deployer", "namespace": PLANT},
-        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"},
+def test_the_deploy_role_binds_the_accounts_kubeflow_runs_steps_as(render):
+    binding = named(render("default"), "RoleBinding", "rel-anomalyops-deployer")
+    assert binding["subjects"] == [  # KFP standalone
+        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}
     ]
+    binding = named(render("gpu"), "RoleBinding", "rel-anomalyops-deployer")
+    assert binding["subjects"] == [  # multi-user KFP: the profile's namespace
+        {"kind": "ServiceAccount", "name": "default-editor", "namespace": "team-vision"}
+    ]
+    objects = render("default", "--set", "rbac.deployerSubjects=null")
+    assert kinds(objects, "Role") == kinds(objects, "RoleBinding") == []
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -341,7 +347,8 @@ def test_drift_cronjob_per_line_reads_that_line_log(render):
     assert cron["spec"]["schedule"] == "*/30 * * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "rel-anomalyops-monitor"
+    assert pod["serviceAccountName"] == "rel-anomalyops-workload"
+    assert pod["automountServiceAccountToken"] is False  # the log and MLflow, not the API
     (container,) = pod["containers"]
     assert container["command"] == ["anomalyops"]
     env = {e["name"]: e.get("value") for e in container["env"]}
