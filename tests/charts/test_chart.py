@@ -254,7 +254,7 @@ def test_secrets_are_referenced_never_inlined(render, value_set):
 
 def test_storage_secret_reaches_the_storage_initializer(render):
     workload = named(render("gpu"), "ServiceAccount", "rel-anomalyops-workload")
-    assert workload["secrets"] == [{"name": "anomalyops-s3"}]
+    assert workload["secrets"] == [{"name": "anomalyops-storage"}]  # the steps' name too
     assert workload["automountServiceAccountToken"] is False
 
 
