@@ -190,7 +190,10 @@ def test_transformer_serves_the_line_variant_from_the_same_repository(render):
         assert f"--model_name={variant}" in container["args"]
         assert "--model_repository=/mnt/models" in container["args"]
         assert "--bind_address=0.0.0.0" in container["args"]
-        claim = transformer["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        assert "--log_db=$(ANOMALYOPS_PREDICTION_LOG)" in container["args"]
+        assert "--keep_images=flagged" in container["args"]  # the cluster default
+        (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in transformer["volumes"]
+                    if "persistentVolumeClaim" in v]  # fmt: skip
         assert claim == f"{line['metadata']['name']}-predictions"
 
 
@@ -354,19 +357,22 @@ def test_drift_cronjob_per_line_reads_that_line_log(render):
     env = {e["name"]: e.get("value") for e in container["env"]}
     log_db = env["ANOMALYOPS_PREDICTION_LOG"]
     assert container["args"] == [
-        "drift", "check", "--variant", "weld", "--log-db", log_db,
+        "drift", "check", "--variant", "weld", "--log-db", "$(ANOMALYOPS_PREDICTION_LOG)",
         "--tracking-uri", env["MLFLOW_TRACKING_URI"], "--out",
         log_db.rsplit("/", 1)[0] + "/drift", "--window", "2000",
     ]  # fmt: skip
     assert (
         env["MLFLOW_TRACKING_URI"] == f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000"
     )
-    log_claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
-    assert (
-        log_claim == line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
-    )
-    transformer_args = line["spec"]["transformer"]["containers"][0]["args"]
-    assert f"--log_db={env['ANOMALYOPS_PREDICTION_LOG']}" in transformer_args
+    assert claims(pod) == claims(line["spec"]["transformer"])
+    transformer = line["spec"]["transformer"]["containers"][0]
+    transformer_env = {e["name"]: e.get("value") for e in transformer["env"]}
+    assert transformer_env["ANOMALYOPS_PREDICTION_LOG"] == log_db
+
+
+def claims(pod: dict) -> list[str]:
+    return [v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", [])
+            if "persistentVolumeClaim" in v]  # fmt: skip
 
 
 def test_ingress_caps_body_size_in_front_of_each_line(render):
@@ -423,17 +429,13 @@ def test_review_page_per_line_reads_that_line_log_behind_the_ingress(render):
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         variant = line["metadata"]["labels"]["anomalyops.io/variant"]
-        transformer_log = next(
-            a for a in line["spec"]["transformer"]["containers"][0]["args"]
-            if a.startswith("--log_db=")
-        ).split("=", 1)[1]  # fmt: skip
         assert container["args"][:2] == ["review", "serve"]
-        assert f"--log-db={transformer_log}" in container["args"]
+        assert "--log-db=$(ANOMALYOPS_PREDICTION_LOG)" in container["args"]
         assert f"--variant={variant}" in container["args"]
-        assert (
-            pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
-            == (line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"])
-        )
+        env = [e for e in container["env"] if e["name"].startswith("ANOMALYOPS_PREDICTION")]
+        transformer = line["spec"]["transformer"]["containers"][0]
+        assert env == [e for e in transformer["env"] if e["name"].startswith("ANOMALYOPS_PRED")]
+        assert claims(pod) == claims(line["spec"]["transformer"])
         assert not pod["automountServiceAccountToken"]  # it needs no Kubernetes API
         ingress = named(objects, "Ingress", name)
         (path,) = ingress["spec"]["rules"][0]["http"]["paths"]

@@ -64,9 +64,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $root := index . 0 -}}
 {{- $line := index . 1 -}}
 {{- if eq $root.Values.serving.deploymentMode "Knative" -}}
-{{- /* the transformer: pod securityContext, the prediction log's PVC (written), and the
-     storage initializer KServe adds for storageUris */ -}}
-{{- $needs := list "kubernetes.podspec-securitycontext" "kubernetes.podspec-persistent-volume-claim" "kubernetes.podspec-persistent-volume-write" "kubernetes.podspec-init-containers" -}}
+{{- /* the transformer: pod securityContext, the storage initializer KServe adds for
+     storageUris and, with a SQLite log, the log's PVC (written) */ -}}
+{{- $needs := list "kubernetes.podspec-securitycontext" "kubernetes.podspec-init-containers" -}}
+{{- if not $root.Values.predictionStore.database.existingSecret }}{{ $needs = concat $needs (list "kubernetes.podspec-persistent-volume-claim" "kubernetes.podspec-persistent-volume-write") }}{{ end -}}
 {{- if $line.nodeSelector }}{{ $needs = append $needs "kubernetes.podspec-nodeselector" }}{{ end -}}
 {{- if $line.tolerations }}{{ $needs = append $needs "kubernetes.podspec-tolerations" }}{{ end -}}
 {{- if and $root.Values.topologySpread (or (gt (int $line.maxReplicas) 1) (gt (int $line.transformer.maxReplicas) 1)) }}{{ $needs = append $needs "kubernetes.podspec-topologyspreadconstraints" }}{{ end -}}
