@@ -240,7 +240,9 @@ def test_mlflow_external_reads_the_database_uri_from_a_secret(render):
     }
     claims = [p["metadata"]["name"] for p in kinds(objects, "PersistentVolumeClaim")]
     assert claims == ["rel-anomalyops-weld-line-1-predictions"]  # none for MLflow
-    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert set(volumes) == {"tmp", "auth"}  # no PVC; the auth app's config from its Secret
+    assert volumes["auth"]["secret"] == {"secretName": "mlflow-auth-config"}
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)

@@ -205,3 +205,15 @@ annotations:
 {{- end -}}
 {{- toYaml $annotations -}}
 {{- end -}}
+
+{{/* MLflow's basic-auth login from a Secret (keys username, password) as the MLflow
+     client reads it. list of (root, Secret name) -> env entries. */}}
+{{- define "anomalyops.mlflowLogin" -}}
+{{- $secret := index . 1 -}}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: username}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: password}
+{{- end -}}
