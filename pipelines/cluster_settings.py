@@ -8,8 +8,14 @@ the pods, which KFP fixes when it compiles. Locally (`kfp.local`) they are ignor
   overrides per step). Train peaks above 5 GB on magnetic_tile PatchCore.
 - `gpus` > 0 asks for that many `gpu_resource` on train, evaluate, adapt and challenge, with
   `node_selector` and `tolerations` so they land on (tainted) GPU nodes.
-- `storage_secret`: a Secret whose AWS_* keys become each step's environment, so boto3
-  and MLflow reach the bucket; optional, so workload identity works without it.
+- `storage_secret`: a Secret, in the namespace where Kubeflow Pipelines runs the steps,
+  whose AWS_* keys become each step's environment, so boto3 and MLflow reach the bucket,
+  and whose MLFLOW_TRACKING_USERNAME/PASSWORD sign the steps in to an MLflow with
+  authentication (the chart's mlflow.auth: the pipeline's identity, the one that may move
+  aliases); optional, so workload identity works without it. The chart's
+  `storage.existingSecret` is the same Secret, in the plant's namespace: one name,
+  `anomalyops-storage`, created in both (platform/README.md).
+- `image_pull_secrets`: docker-registry Secrets (same namespace) for a private image.
 
 A YAML file (`--cluster-settings`) holds any of these fields.
 """
@@ -54,7 +60,8 @@ STEP_RESOURCES: dict[str, dict[str, str]] = {
               "memory_limit": "512Mi"},
 }  # fmt: skip
 STORAGE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3",
-               "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN")  # fmt: skip
+               "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
+               "MLFLOW_TRACKING_PASSWORD")  # fmt: skip
 
 
 @dataclass
@@ -66,6 +73,7 @@ class ClusterSettings:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict] = field(default_factory=list)
     storage_secret: str = "anomalyops-storage"
+    image_pull_secrets: list[str] = field(default_factory=list)
 
     @classmethod
     def from_file(cls, path: str | Path) -> ClusterSettings:
@@ -99,6 +107,8 @@ class ClusterSettings:
             task.set_cpu_request(resources["cpu_request"]).set_cpu_limit(resources["cpu_limit"])
             task.set_memory_request(resources["memory_request"])
             task.set_memory_limit(resources["memory_limit"])
+            if self.image_pull_secrets:
+                kubernetes.set_image_pull_secrets(task, list(self.image_pull_secrets))
             if self.storage_secret:
                 kubernetes.use_secret_as_env(task, self.storage_secret,
                                              {key: key for key in STORAGE_ENV},

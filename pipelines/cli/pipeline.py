@@ -72,7 +72,9 @@ def _local(value: str) -> str:
     """A path made absolute (kfp.local steps run elsewhere); bucket URIs and '' as given."""
     from anomalyops.serving.storage import is_bucket_uri
 
-    return value if not value or is_bucket_uri(value) else str(Path(value).resolve())
+    if not value or is_bucket_uri(value) or "://" in value:  # database URLs too
+        return value
+    return str(Path(value).resolve())
 
 
 def _deploy_arguments(args: argparse.Namespace, repository: str) -> dict:
@@ -127,8 +129,20 @@ def _pipeline_arguments(
 
 
 def _submit(args: argparse.Namespace, module, arguments: dict) -> int:
-    run_id = module.submit(arguments, args.host, _cluster_settings(args))
-    print(f"submitted {args.pipeline} run {run_id} to {args.host}")
+    from anomalyops.pipelines.cli.kfp_options import kfp_target
+    from anomalyops.pipelines.runner import kfp_runs
+
+    target = kfp_target(args)
+    where = f"{args.host}" + (f" (namespace {target.namespace})" if target.namespace else "")
+    if getattr(args, "schedule", None):
+        name = f"anomalyops-{args.pipeline}-{args.variant}"
+        job = kfp_runs.schedule(module.build_pipeline, arguments, target, args.schedule, name,
+                                _cluster_settings(args))  # fmt: skip
+        print(f"scheduled {args.pipeline} recurring run {job} ({name}, cron "
+              f"'{args.schedule}') on {where}")  # fmt: skip
+        return 0
+    run_id = kfp_runs.submit(module.build_pipeline, arguments, target, _cluster_settings(args))
+    print(f"submitted {args.pipeline} run {run_id} to {where}")
     return 0
 
 
@@ -151,8 +165,10 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     """Run locally through kfp.local (starting MLflow if needed), or submit to --host."""
     from anomalyops.components.registry.client import RegistryError
     from anomalyops.pipelines import drift, retraining, training
+    from anomalyops.pipelines.cli.kfp_options import check_kfp_options
 
     out = Path(args.out).resolve()
+    check_kfp_options(args)
     if args.host:
         _require_cluster_places(args)
     if args.pipeline == "drift" and not args.host:
@@ -229,12 +245,13 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cluster-settings",
         help="YAML: image, per-step resources, gpus, node_selector, tolerations, "
-        "storage_secret (pipelines/cluster_settings.py)",
+        "storage_secret, image_pull_secrets (pipelines/cluster_settings.py)",
     )
 
 
 def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
     """Registry, deploy and cluster options every pipeline run takes."""
+    from anomalyops.pipelines.cli.kfp_options import add_kfp_options
     from anomalyops.pipelines.cli.options import variant_name
 
     parser.add_argument(
@@ -283,6 +300,7 @@ def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
         "versions (only when the run holding it is known to be dead)",
     )
     _add_cluster_options(parser)
+    add_kfp_options(parser, schedule=parser.prog.endswith(" drift"))
 
 
 def _add_retraining_options(parser: argparse.ArgumentParser, new_good_help: str) -> None:

@@ -8,6 +8,7 @@ prediction log (serving/predictions/log.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import unicodedata
 
@@ -71,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.reference and args.repository:
         raise ValueError("give --reference or --repository, not both")
     serve(args.log_db, args.host, args.port, args.reference, args.repository, args.variant,
-          args.user_header, args.root_path)  # fmt: skip
+          args.user_header, args.root_path, args.log_files)  # fmt: skip
     return 0
 
 
@@ -99,7 +100,10 @@ def add_review_commands(commands: argparse._SubParsersAction) -> None:
     mark.set_defaults(func=cmd_mark)
 
     serve = actions.add_parser("serve", help="run the review page beside the transformer")
-    serve.add_argument("--log-db", required=True)
+    serve.add_argument("--log-db", required=True, help="a SQLite path or a database URL")
+    serve.add_argument("--log-files", default=os.environ.get("ANOMALYOPS_PREDICTION_FILES"),
+                       help="where kept images are: a folder or s3://... (default "
+                       "$ANOMALYOPS_PREDICTION_FILES, else beside a SQLite log)")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a pod, behind the ingress")
     serve.add_argument("--port", type=int, default=8090)
     serve.add_argument("--reference", help="reference.json (or its folder) to draw scores against")

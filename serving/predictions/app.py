@@ -71,6 +71,7 @@ def serve(
     variant: str | None = None,
     user_header: str = USER_HEADER,
     root_path: str = "",
+    files: str | None = None,
 ) -> None:
     """Run the review app with uvicorn until interrupted.
 
@@ -78,7 +79,7 @@ def serve(
     """
     import uvicorn
 
-    app = create_app(log_path, References(reference, repository), variant, user_header)
+    app = create_app(log_path, References(reference, repository), variant, user_header, files)
     print(
         f"review page on http://{host}:{port}/ for {app.state.log.where}"
         f" ({app.state.log.count()} predictions)",

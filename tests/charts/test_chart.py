@@ -136,7 +136,8 @@ def test_template_guards_refuse_what_cannot_work(helm, value_set, values, messag
 
 def test_gpu_lines_ask_for_gpus_on_gpu_nodes(render):
     lines = kinds(render("gpu"), "InferenceService")
-    assert [line["metadata"]["name"] for line in lines] == ["weld-line-1", "tile-line-2"]
+    assert [line["metadata"]["name"] for line in lines] == [
+        "rel-anomalyops-weld-line-1", "rel-anomalyops-tile-line-2"]  # fmt: skip
     for line in lines:
         predictor = line["spec"]["predictor"]
         assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -189,8 +190,11 @@ def test_transformer_serves_the_line_variant_from_the_same_repository(render):
         assert f"--model_name={variant}" in container["args"]
         assert "--model_repository=/mnt/models" in container["args"]
         assert "--bind_address=0.0.0.0" in container["args"]
-        claim = transformer["volumes"][0]["persistentVolumeClaim"]["claimName"]
-        assert claim == f"rel-anomalyops-{line['metadata']['name']}-predictions"
+        assert "--log_db=$(ANOMALYOPS_PREDICTION_LOG)" in container["args"]
+        assert "--keep_images=flagged" in container["args"]  # the cluster default
+        (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in transformer["volumes"]
+                    if "persistentVolumeClaim" in v]  # fmt: skip
+        assert claim == f"{line['metadata']['name']}-predictions"
 
 
 def test_the_transformer_accepts_the_flags_chart_and_kserve_pass(render):
@@ -236,7 +240,9 @@ def test_mlflow_external_reads_the_database_uri_from_a_secret(render):
     }
     claims = [p["metadata"]["name"] for p in kinds(objects, "PersistentVolumeClaim")]
     assert claims == ["rel-anomalyops-weld-line-1-predictions"]  # none for MLflow
-    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert set(volumes) == {"tmp", "auth"}  # no PVC; the auth app's config from its Secret
+    assert volumes["auth"]["secret"] == {"secretName": "mlflow-auth-config"}
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -253,7 +259,7 @@ def test_secrets_are_referenced_never_inlined(render, value_set):
 
 def test_storage_secret_reaches_the_storage_initializer(render):
     workload = named(render("gpu"), "ServiceAccount", "rel-anomalyops-workload")
-    assert workload["secrets"] == [{"name": "anomalyops-s3"}]
+    assert workload["secrets"] == [{"name": "anomalyops-storage"}]  # the steps' name too
     assert workload["automountServiceAccountToken"] is False
 
 
@@ -274,21 +280,27 @@ def test_rbac_is_least_privilege(render, value_set):
         },
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
     ]
-    monitor = named(objects, "Role", "rel-anomalyops-monitor")
-    assert {verb for rule in monitor["rules"] for verb in rule["verbs"]} == {"get", "list"}
-    # Only the deployer and the monitor hold API tokens.
+    assert [r["metadata"]["name"] for r in kinds(objects, "Role")] == ["rel-anomalyops-deployer"]
+    # No pod of the chart talks to the API: one account, no token.
+    assert [a["metadata"]["name"] for a in kinds(objects, "ServiceAccount")] == [
+        "rel-anomalyops-workload"]  # fmt: skip
     for where, spec in pod_specs(objects):
-        account = spec.get("serviceAccountName", "")
-        if not account.endswith(("-deployer", "-monitor")):
-            assert account == "rel-anomalyops-workload", where
+        assert spec["serviceAccountName"] == "rel-anomalyops-workload", where
+        if not where.startswith("InferenceService"):  # KServe's pods: the account's setting
+            assert spec["automountServiceAccountToken"] is False, where
 
 
-def test_the_deploy_role_binds_the_pipeline_runner(render):
-    binding = named(render("gpu"), "RoleBinding", "rel-anomalyops-deployer")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "rel-anomalyops-deployer", "namespace": PLANT},
-        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"},
+def test_the_deploy_role_binds_the_accounts_kubeflow_runs_steps_as(render):
+    binding = named(render("default"), "RoleBinding", "rel-anomalyops-deployer")
+    assert binding["subjects"] == [  # KFP standalone
+        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}
     ]
+    binding = named(render("gpu"), "RoleBinding", "rel-anomalyops-deployer")
+    assert binding["subjects"] == [  # multi-user KFP: the profile's namespace
+        {"kind": "ServiceAccount", "name": "default-editor", "namespace": "team-vision"}
+    ]
+    objects = render("default", "--set", "rbac.deployerSubjects=null")
+    assert kinds(objects, "Role") == kinds(objects, "RoleBinding") == []
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -340,25 +352,29 @@ def test_drift_cronjob_per_line_reads_that_line_log(render):
     assert cron["spec"]["schedule"] == "*/30 * * * *"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "rel-anomalyops-monitor"
+    assert pod["serviceAccountName"] == "rel-anomalyops-workload"
+    assert pod["automountServiceAccountToken"] is False  # the log and MLflow, not the API
     (container,) = pod["containers"]
     assert container["command"] == ["anomalyops"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     log_db = env["ANOMALYOPS_PREDICTION_LOG"]
     assert container["args"] == [
-        "drift", "check", "--variant", "weld", "--log-db", log_db,
+        "drift", "check", "--variant", "weld", "--log-db", "$(ANOMALYOPS_PREDICTION_LOG)",
         "--tracking-uri", env["MLFLOW_TRACKING_URI"], "--out",
         log_db.rsplit("/", 1)[0] + "/drift", "--window", "2000",
     ]  # fmt: skip
     assert (
         env["MLFLOW_TRACKING_URI"] == f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000"
     )
-    log_claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
-    assert (
-        log_claim == line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
-    )
-    transformer_args = line["spec"]["transformer"]["containers"][0]["args"]
-    assert f"--log_db={env['ANOMALYOPS_PREDICTION_LOG']}" in transformer_args
+    assert claims(pod) == claims(line["spec"]["transformer"])
+    transformer = line["spec"]["transformer"]["containers"][0]
+    transformer_env = {e["name"]: e.get("value") for e in transformer["env"]}
+    assert transformer_env["ANOMALYOPS_PREDICTION_LOG"] == log_db
+
+
+def claims(pod: dict) -> list[str]:
+    return [v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", [])
+            if "persistentVolumeClaim" in v]  # fmt: skip
 
 
 def test_ingress_caps_body_size_in_front_of_each_line(render):
@@ -366,20 +382,21 @@ def test_ingress_caps_body_size_in_front_of_each_line(render):
     ingresses = {i["metadata"]["name"]: i for i in kinds(objects, "Ingress")
                  if not i["metadata"]["name"].endswith("-review")}  # fmt: skip
     assert set(ingresses) == {
-        f"{line}-{part}" for line in ("weld-line-1", "tile-line-2")
+        f"rel-anomalyops-{line}-{part}" for line in ("weld-line-1", "tile-line-2")
         for part in ("transformer", "predictor")
     }  # fmt: skip
-    weld = ingresses["weld-line-1-transformer"]
+    weld = ingresses["rel-anomalyops-weld-line-1-transformer"]
     annotations = weld["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "16m"
     assert annotations["nginx.ingress.kubernetes.io/auth-url"].startswith("https://oauth2")
     assert annotations["nginx.ingress.kubernetes.io/upstream-vhost"] == (
-        f"weld-line-1-transformer.{PLANT}.svc.cluster.local"
+        f"rel-anomalyops-weld-line-1-transformer.{PLANT}.svc.cluster.local"
     )
     rule = weld["spec"]["rules"][0]
     assert rule["host"] == "weld-line-1.plants.example.com"
-    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "weld-line-1-transformer"
-    triton = ingresses["weld-line-1-predictor"]["spec"]["rules"][0]
+    backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "rel-anomalyops-weld-line-1-transformer"  # KServe's Service of the line
+    triton = ingresses["rel-anomalyops-weld-line-1-predictor"]["spec"]["rules"][0]
     assert triton["host"] == "weld-line-1-triton.plants.example.com"
     assert weld["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "plants-tls"}]
     capped = render("gpu", "--set", "ingress.maxBodySize=4m")
@@ -399,32 +416,28 @@ def test_helm_test_hook_checks_mlflow_and_every_line(render):
     urls = pod["spec"]["containers"][0]["args"][2:]
     assert urls == [
         f"http://rel-anomalyops-mlflow.{PLANT}.svc.cluster.local:5000/health",
-        f"http://weld-line-1-transformer.{PLANT}.svc.cluster.local/v1/models/weld",
-        f"http://weld-line-1-predictor.{PLANT}.svc.cluster.local/v2/models/weld/ready",
-        f"http://tile-line-2-transformer.{PLANT}.svc.cluster.local/v1/models/tile",
-        f"http://tile-line-2-predictor.{PLANT}.svc.cluster.local/v2/models/tile/ready",
+        f"http://rel-anomalyops-weld-line-1-transformer.{PLANT}.svc.cluster.local/v1/models/weld",
+        f"http://rel-anomalyops-weld-line-1-predictor.{PLANT}.svc.cluster.local/v2/models/weld/ready",
+        f"http://rel-anomalyops-tile-line-2-transformer.{PLANT}.svc.cluster.local/v1/models/tile",
+        f"http://rel-anomalyops-tile-line-2-predictor.{PLANT}.svc.cluster.local/v2/models/tile/ready",
     ]
 
 
 def test_review_page_per_line_reads_that_line_log_behind_the_ingress(render):
     objects = render("gpu")
     for line in kinds(objects, "InferenceService"):
-        name = f"rel-anomalyops-{line['metadata']['name']}-review"
+        name = f"{line['metadata']['name']}-review"
         deployment = named(objects, "Deployment", name)
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         variant = line["metadata"]["labels"]["anomalyops.io/variant"]
-        transformer_log = next(
-            a for a in line["spec"]["transformer"]["containers"][0]["args"]
-            if a.startswith("--log_db=")
-        ).split("=", 1)[1]  # fmt: skip
         assert container["args"][:2] == ["review", "serve"]
-        assert f"--log-db={transformer_log}" in container["args"]
+        assert "--log-db=$(ANOMALYOPS_PREDICTION_LOG)" in container["args"]
         assert f"--variant={variant}" in container["args"]
-        assert (
-            pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
-            == (line["spec"]["transformer"]["volumes"][0]["persistentVolumeClaim"]["claimName"])
-        )
+        env = [e for e in container["env"] if e["name"].startswith("ANOMALYOPS_PREDICTION")]
+        transformer = line["spec"]["transformer"]["containers"][0]
+        assert env == [e for e in transformer["env"] if e["name"].startswith("ANOMALYOPS_PRED")]
+        assert claims(pod) == claims(line["spec"]["transformer"])
         assert not pod["automountServiceAccountToken"]  # it needs no Kubernetes API
         ingress = named(objects, "Ingress", name)
         (path,) = ingress["spec"]["rules"][0]["http"]["paths"]

@@ -153,3 +153,32 @@ def test_the_model_sees_a_disabled_field():
                                  "kubernetes.podspec-persistent-volume-write"}  # fmt: skip
     with pytest.raises(AssertionError, match="hostNetwork"):
         flags_needed(pod | {"hostNetwork": True})
+
+
+QUEUE = "queue.sidecar.serving.knative.dev/"
+
+
+def test_knative_components_size_their_queue_proxy(render):
+    """Knative 1.21 reads the queue-proxy's resources from revision annotations
+    (pkg/apis/serving/register.go, resources/queue.go); KServe copies a component's
+    annotations onto its revision (components/predictor.go, transformer.go)."""
+    from kubernetes.utils import parse_quantity
+
+    lines = [o for o in render("gpu") if o["kind"] == "InferenceService"]
+    assert lines
+    for line in lines:
+        for component in ("predictor", "transformer"):
+            annotations = line["spec"][component]["annotations"]
+            for key in ("cpu-resource-request", "memory-resource-request",
+                        "cpu-resource-limit", "memory-resource-limit"):  # fmt: skip
+                assert parse_quantity(annotations[QUEUE + key]) > 0, (component, key)
+            request = parse_quantity(annotations[QUEUE + "memory-resource-request"])
+            assert request <= parse_quantity(annotations[QUEUE + "memory-resource-limit"])
+        # Large Triton images and model downloads outlast Knative's 10 min default.
+        assert line["metadata"]["annotations"]["serving.knative.dev/progress-deadline"] == "30m"
+    resized = render("gpu", "--set", "serving.queueProxy.resources.limits.memory=1Gi")
+    line = next(o for o in resized if o["kind"] == "InferenceService")
+    assert line["spec"]["transformer"]["annotations"][QUEUE + "memory-resource-limit"] == "1Gi"
+    # Standard mode has no queue-proxy: nothing to size.
+    for line in (o for o in render("cpu") if o["kind"] == "InferenceService"):
+        assert QUEUE not in str(line) and "progress-deadline" not in str(line)

@@ -23,7 +23,8 @@ def test_triton_is_reached_only_by_its_transformer_and_the_ingress(render):
         peers = triton["ingress"][0]["from"]
         assert {"podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": line,
                                                 "component": "transformer"}}} in peers  # fmt: skip
-        namespaces = [p["namespaceSelector"]["matchLabels"] for p in peers if "namespaceSelector" in p]
+        namespaces = [p["namespaceSelector"]["matchLabels"]
+                      for p in peers if "namespaceSelector" in p]  # fmt: skip
         assert namespaces == [{"kubernetes.io/metadata.name": "ingress-nginx"}]
         transformer = next(s for n, s in policies.items() if n.endswith(f"{line}-transformer"))
         assert all("podSelector" not in p for p in transformer["ingress"][0]["from"])

@@ -23,7 +23,7 @@ def container(job: dict) -> dict:
 def test_sqlite_logs_are_pruned_per_line_on_their_volume(render):
     jobs = component(render("default", *LINES), "CronJob", "log-prune")
     assert [j["metadata"]["name"] for j in jobs] == [
-        "rel-anomalyops-prune-weld-1", "rel-anomalyops-prune-weld-2"]  # fmt: skip
+        "rel-anomalyops-weld-1-prune", "rel-anomalyops-weld-2-prune"]  # fmt: skip
     claims = [v["persistentVolumeClaim"]["claimName"]
               for j in jobs for v in j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
               if "persistentVolumeClaim" in v]  # fmt: skip

@@ -16,6 +16,7 @@ from kube_api import ISVC, PLURAL, KubeApi
 from anomalyops.components.deploy.kserve import STOP_ANNOTATION, model_patch
 
 NAMESPACE = "plant"
+WELD, TILE = "rel-anomalyops-weld-line-1", "rel-anomalyops-tile-line-2"  # release-prefixed
 
 
 def lines(stdout: str) -> dict[str, dict]:
@@ -37,12 +38,12 @@ def test_an_upgrade_keeps_the_live_model_uri_canary_and_start(helm, tmp_path):
         for obj in first.values():  # `helm install`
             api.create_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, obj)
         # The deploy step: weld rolled to v7 and was rolled back (canary 0); tile started.
-        weld = model_patch(first["weld-line-1"], "s3://anomalyops/triton/weld/v7")
+        weld = model_patch(first[WELD], "s3://anomalyops/triton/weld/v7")
         weld["spec"]["predictor"]["canaryTrafficPercent"] = 0
-        api.patch_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, "weld-line-1", weld)
-        tile = model_patch(first["tile-line-2"], "s3://anomalyops/triton/tile/v3")
+        api.patch_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, WELD, weld)
+        tile = model_patch(first[TILE], "s3://anomalyops/triton/tile/v3")
         tile["metadata"] = {"annotations": {STOP_ANNOTATION: None}}
-        api.patch_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, "tile-line-2", tile)
+        api.patch_namespaced_custom_object(*ISVC, NAMESPACE, PLURAL, TILE, tile)
 
         server = ["--dry-run=server", "--kubeconfig", config]
         upgraded = helm("template", *chart, *server)
@@ -50,7 +51,7 @@ def test_an_upgrade_keeps_the_live_model_uri_canary_and_start(helm, tmp_path):
         elsewhere = helm("template", *other, *server)
     assert upgraded.returncode == 0, upgraded.stderr
     after = lines(upgraded.stdout)
-    weld, tile = after["weld-line-1"]["spec"], after["tile-line-2"]
+    weld, tile = after[WELD]["spec"], after[TILE]
     assert weld["predictor"]["model"]["storageUri"] == "s3://anomalyops/triton/weld/v7"
     assert weld["transformer"]["storageUris"][0]["uri"] == "s3://anomalyops/triton/weld/v7"
     assert weld["predictor"]["canaryTrafficPercent"] == 0
@@ -60,7 +61,7 @@ def test_an_upgrade_keeps_the_live_model_uri_canary_and_start(helm, tmp_path):
     assert STOP_ANNOTATION not in tile["metadata"]["annotations"]
     # Without a live object (another namespace) the values' first model, and a stop.
     fresh = lines(elsewhere.stdout)
-    assert fresh["weld-line-1"]["spec"]["predictor"]["model"]["storageUri"] == (
+    assert fresh[WELD]["spec"]["predictor"]["model"]["storageUri"] == (
         "s3://anomalyops/triton/weld-line-1")  # fmt: skip
-    assert fresh["tile-line-2"]["metadata"]["annotations"][STOP_ANNOTATION] == "true"
+    assert fresh[TILE]["metadata"]["annotations"][STOP_ANNOTATION] == "true"
     assert fresh == first

@@ -140,3 +140,14 @@ def test_bad_cluster_settings_are_one_line_errors(tmp_path, capsys):
     path.write_text("resources: {training: {cpu_limit: '2'}}\n")
     with pytest.raises(ValueError, match=r"resources\.training: steps are"):
         ClusterSettings.from_file(path)
+
+
+def test_a_private_image_gets_its_pull_secrets_on_every_step(tmp_path):
+    settings = ClusterSettings(image=DIGEST, image_pull_secrets=["ghcr-pull"])
+    _, platform = load(compile_pipeline(tmp_path / "private.yaml", settings))
+    assert platform and all(
+        [secret["secretName"] for secret in executor["imagePullSecret"]] == ["ghcr-pull"]
+        for executor in platform.values()
+    )
+    _, committed = load(COMPILED)  # none unless asked for
+    assert not any("imagePullSecret" in executor for executor in committed.values())

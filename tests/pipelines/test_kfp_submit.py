@@ -2,7 +2,8 @@
 Pipelines API server (no KFP can run here): a local HTTP server that answers the four
 calls kfp 2.17's client makes to submit a run (kfp/client/client.py: `get_kfp_healthz`,
 `get_experiment` by name, `create_experiment`, `run_pipeline` -> `run_service_create_run`,
-all under /apis/v2beta1) and records what it received. It proves what we send, not that a
+and `create_recurring_run` -> `recurring_run_service_create_recurring_run`, all under
+/apis/v2beta1) and records what it received, headers included. It proves what we send, not that a
 real KFP accepts it: the compiled spec itself is checked against the committed YAML."""
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from anomalyops.pipelines.cli.main import main
 
 class StandIn(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[str, str, dict]]] = []
+    headers_seen: ClassVar[list[dict]] = []
+    multi_user: ClassVar[bool] = False
 
     def _answer(self, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -30,8 +33,9 @@ class StandIn(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.received.append(("GET", self.path, {}))
+        self.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
         if self.path.startswith("/apis/v2beta1/healthz"):
-            self._answer({"multi_user": False})
+            self._answer({"multi_user": self.multi_user})
         elif self.path.startswith("/apis/v2beta1/experiments"):
             self._answer({"experiments": [], "total_size": 0})
         else:
@@ -40,7 +44,10 @@ class StandIn(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
         self.received.append(("POST", self.path, body))
-        if self.path == "/apis/v2beta1/experiments":
+        self.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+        if self.path == "/apis/v2beta1/recurringruns":
+            self._answer({"recurring_run_id": "rr-1", "display_name": body.get("display_name")})
+        elif self.path == "/apis/v2beta1/experiments":
             self._answer({"experiment_id": "exp-1", "display_name": body.get("display_name")})
         elif self.path == "/apis/v2beta1/runs":
             self._answer({"run_id": "run-1", "display_name": body.get("display_name"),
@@ -54,7 +61,7 @@ class StandIn(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def kfp_api():
-    StandIn.received = []
+    StandIn.received, StandIn.headers_seen, StandIn.multi_user = [], [], False
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -89,3 +96,64 @@ def test_training_run_is_submitted_with_bucket_uris_and_the_compiled_spec(kfp_ap
     assert {"exec-validate-component", "exec-train-component", "exec-deploy-component"} <= set(
         executors
     )
+
+
+DRIFT = ["pipeline", "run", "drift", "--variant", "weld", "--log-db",
+         "postgresql://drift@log.plant:5432/anomalyops", "--new-good", "s3://plant-a/new-good",
+         "--tracking-uri", "http://mlflow.plant:5000", "--triton-repository",
+         "s3://plant-a-models/triton", "--deploy-target", "kserve", "--kserve-json",
+         '{"name": "anomalyops-weld-line-1", "namespace": "plant"}']  # fmt: skip
+
+
+def test_drift_is_scheduled_as_a_recurring_run(kfp_api, capsys):
+    code = main([*DRIFT, "--host", kfp_api, "--schedule", "0 17 * * * *"])
+    assert code == 0, capsys.readouterr().err
+    assert "scheduled drift recurring run rr-1" in capsys.readouterr().out
+    posts = {path: body for method, path, body in StandIn.received if method == "POST"}
+    assert "/apis/v2beta1/runs" not in posts  # a schedule, not a run now
+    job = posts["/apis/v2beta1/recurringruns"]
+    assert job["trigger"] == {"cron_schedule": {"cron": "0 17 * * * *"}}
+    assert job["max_concurrency"] == "1" or job["max_concurrency"] == 1
+    assert job["no_catchup"] is True and job["mode"] == "ENABLE"
+    assert job["experiment_id"] == "exp-1" and job["display_name"] == "anomalyops-drift-weld"
+    parameters = job["runtime_config"]["parameters"]
+    # A database URL is passed as given, not made a local path.
+    assert parameters["prediction_log"] == "postgresql://drift@log.plant:5432/anomalyops"
+    assert "exec-drift-component" in job["pipeline_spec"]["pipeline_spec"]["deploymentSpec"][
+        "executors"]  # fmt: skip
+
+
+def test_multi_user_kubeflow_gets_namespace_token_and_service_account(kfp_api, tmp_path,
+                                                                        capsys):  # fmt: skip
+    StandIn.multi_user = True
+    token = tmp_path / "token"
+    token.write_text("s3cr3t-token\n")
+    code = main([*DRIFT, "--host", kfp_api, "--namespace", "team-vision", "--token-file",
+                 str(token), "--service-account", "default-editor"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "namespace team-vision" in capsys.readouterr().out
+    assert {h.get("authorization") for h in StandIn.headers_seen} == {"Bearer s3cr3t-token"}
+    lookups = [path for method, path, _ in StandIn.received
+               if method == "GET" and path.startswith("/apis/v2beta1/experiments")]  # fmt: skip
+    assert lookups and all("namespace=team-vision" in path for path in lookups)
+    posts = {path: body for method, path, body in StandIn.received if method == "POST"}
+    assert posts["/apis/v2beta1/experiments"]["namespace"] == "team-vision"
+    assert posts["/apis/v2beta1/runs"]["service_account"] == "default-editor"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--schedule", "17 * * * *"], "6 fields"),
+        (["--token-file", "/nonexistent/token"], "/nonexistent/token"),
+    ],
+)
+def test_bad_kfp_options_are_refused_before_anything_is_sent(kfp_api, capsys, extra, message):
+    assert main([*DRIFT, "--host", kfp_api, *extra]) != 0
+    assert message in capsys.readouterr().err
+    assert not [r for r in StandIn.received if r[0] == "POST"]
+
+
+def test_kfp_options_without_host_are_refused(capsys):
+    assert main([*DRIFT[:-4], "--schedule", "0 17 * * * *"]) != 0
+    assert "--schedule need --host" in capsys.readouterr().err

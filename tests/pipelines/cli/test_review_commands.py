@@ -115,3 +115,46 @@ def test_control_characters_never_reach_the_terminal_or_the_log(tmp_path, capsys
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\\x1b[31m\\n7  forged" in out
     assert len(out.strip().splitlines()) == 2  # the header and one row, nothing forged
+
+
+def test_serve_reads_kept_images_from_the_named_file_store(tmp_path, monkeypatch):
+    """A shared log's images live apart from it (a bucket on a cluster): `--log-files`,
+    or ANOMALYOPS_PREDICTION_FILES as the chart sets it, names the store."""
+    import io
+
+    from PIL import Image
+
+    from anomalyops.serving.predictions.log import PredictionLog, PredictionRecord
+
+    png = io.BytesIO()
+    Image.new("L", (8, 8), 200).save(png, format="PNG")
+    db, store = tmp_path / "log.db", tmp_path / "elsewhere"
+    with PredictionLog(db, store) as log:
+        (number,) = log.write([PredictionRecord("weld", 9.0, 1.0, "anomalous", 1, 1, 1,
+                                                image=png.getvalue())])  # fmt: skip
+    for how in ("flag", "env"):
+        port = free_port()
+        command = [sys.executable, "-m", "anomalyops.pipelines.cli", "review", "serve",
+                   "--log-db", str(db), "--port", str(port)]  # fmt: skip
+        env = dict(__import__("os").environ)
+        if how == "flag":
+            command += ["--log-files", str(store)]
+        else:
+            env["ANOMALYOPS_PREDICTION_FILES"] = str(store)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as server:
+            try:
+                assert "review page on" in server.stdout.readline()
+                url = f"http://127.0.0.1:{port}/predictions/{number}/image.png"
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        with urllib.request.urlopen(url, timeout=5) as answer:
+                            assert answer.status == 200, how
+                            assert Image.open(io.BytesIO(answer.read())).size == (8, 8)
+                        break
+                    except OSError:
+                        assert time.monotonic() < deadline, f"no image ({how})"
+                        time.sleep(0.2)
+            finally:
+                server.terminate()
+                server.wait(10)
