@@ -5,7 +5,7 @@ Factories photograph parts at high resolution because defects are small; squashi
 sees the image at its working size through tiles the size the backbone was made for, and
 stitches the tiles' patch scores by their maximum, so the image score (the map's maximum)
 is the maximum over tiles. The image threshold is calibrated on that same maximum over
-held-out good images, which keeps the per-image false-positive rate at its target however
+out-of-fold good images, which keeps the per-image false-positive rate at its target however
 many tiles an image has (no multiple-testing inflation).
 
 Tile offsets are multiples of the feature stride, so every tile's patch grid lands on

@@ -1,14 +1,15 @@
 """Drift check: does what the champion sees now still look like what it was trained on?
 
 Compares a window of the prediction log (the last N rows scored by the champion) with
-the champion's reference.json (serving/contract/reference.py): the anomaly scores of held-out good
-images and the brightness, contrast and sharpness of the good training images. Evidently
-measures each column with the normalised Wasserstein distance (the distance between the
-two distributions in reference standard deviations). Unlike a test's p-value it does
-not grow with the window: a KS test flagged every unchanged weld window of 500 rows.
+the champion's reference.json (serving/contract/reference.py): the out-of-fold anomaly
+scores of good images and the brightness, contrast and sharpness of the good training
+images. Evidently measures each column with the normalised Wasserstein distance (the
+distance between the two distributions in reference standard deviations). Unlike a
+test's p-value it does not grow with the window: a KS test flagged every unchanged weld
+window of 500 rows.
 
 A column drifts when its distance reaches `sensitivity / sqrt(n_reference)`: the
-reference is small (weld keeps 7 held-out scores and 37 training images), and the noise
+reference is small (weld keeps 37 out-of-fold scores and 37 training images), and the noise
 in its own estimate of the distribution shrinks like 1/sqrt(n), so a column measured on
 few reference images needs a larger move before it counts. The drift ratio (strongest
 column's distance over its threshold) drives the alert state with hysteresis and
@@ -78,7 +79,7 @@ class Verdict:
     checked_at: str
     samples: int
     ratio: float | None = None
-    drift_share: float | None = None  # Evidently's share of drifted columns
+    drift_share: float | None = None  # share of drifted columns (scores: upward only)
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     window: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
@@ -122,7 +123,7 @@ def measure(
 
     columns = {"score": reference.scores, **{n: reference.statistics[n] for n in STATISTICS}}
     longest = max(len(values) for values in columns.values())
-    # Scores (held-out images) and statistics (all training images) differ in length:
+    # Scores and statistics may differ in length (one-shot adaptation scores fresh views):
     # NaN pads the shorter columns and Evidently drops NaN per column.
     ref_frame = pd.DataFrame(
         {
@@ -146,27 +147,32 @@ def measure(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(ref_frame, data_definition=definition),
     )
-    results, share = {}, 0.0
+    results = {}
     for metric in snapshot.dict()["metrics"]:
         config = metric["config"]
         if config["type"].endswith(":ValueDrift"):
             name, value = config["column"], float(metric["value"])
+            # Scores count one way only: good parts scoring lower than the reference is
+            # no cause to retrain (a model fit on all of train/good scores new good parts
+            # a little below its out-of-fold reference); a soft or dark camera shows in
+            # the image statistics.
+            lower = name == "score" and current["score"].mean() <= ref_frame["score"].mean()
+            ratio = 0.0 if lower else value / limits[name]
             results[name] = {
                 "method": METHOD,
                 "distance": value,
                 "threshold": limits[name],
-                "ratio": value / limits[name],
-                "drifted": value >= limits[name],
+                "ratio": ratio,
+                "drifted": ratio >= 1.0,
                 "reference_size": int(ref_frame[name].notna().sum()),
                 "scale": "log1p" if name == "sharpness" else "linear",
                 "current_mean": float(current[name].mean()),
                 "reference_mean": float(ref_frame[name].mean()),
             }
-        elif config["type"].endswith(":DriftedColumnsCount"):
-            share = float(metric["value"]["share"])
     missing = set(COLUMNS) - set(results)
     if missing:
         raise RuntimeError(f"drift: Evidently returned no result for {sorted(missing)}")
+    share = sum(column["drifted"] for column in results.values()) / len(results)
     return results, share, snapshot
 
 

@@ -47,7 +47,7 @@ from anomalyops.serving.transformer.server import TransformerProcess
 
 SHOTS = 8  # good images of the new state the retraining gets
 DEFECTS = 8  # real defective parts of the new state that QA confirms
-TURN = 15.0  # degrees: the shifted production is the same parts in a turned fixture
+TURN = 20.0  # degrees: the shifted production is the same parts in a turned fixture
 UNCHANGED_WINDOWS = 3
 TIMEOUT = 600  # seconds per request: the shared 2-core machine can be very loaded
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "loop.json"
@@ -164,11 +164,15 @@ def test_drift_retrains_and_the_new_champion_is_served(weld, tmp_path, champion,
     assert final["model_version"] == "2" and final["samples"] == len(rest)
     assert final["drift"] is False and final["status"] == "no drift", final["reason"]
     assert final["ratio"] < 1.0 and not final["columns"]["score"]["drifted"]
-    # v1 flagged much of the turned production; v2 passes more of the unseen turned parts.
+    # v2 scores the unseen turned parts lower against its threshold than v1 did, and
+    # passes at least as many of them.
     v1_good = np.mean([a["label"] == "good" for a in before[SHOTS:]])
     v2_good = np.mean([a["label"] == "good" for a in after])
-    print(f"turned good parts (not shots) labelled good: v1 {v1_good:.2f}, v2 {v2_good:.2f}")
-    assert v2_good > v1_good
+    v1_level = np.median([a["normalised_score"] for a in before[SHOTS:]])
+    v2_level = np.median([a["normalised_score"] for a in after])
+    print(f"turned good parts (not shots) labelled good: v1 {v1_good:.2f}, v2 {v2_good:.2f}; "
+          f"median score / threshold: v1 {v1_level:.3f}, v2 {v2_level:.3f}")  # fmt: skip
+    assert v2_good >= v1_good and v2_level < v1_level
     # Every alert and verdict is kept where `anomalyops drift list` finds it.
     with PredictionLog(log_db) as log:
         assert log.count("weld") == (UNCHANGED_WINDOWS + 1) * len(good) + DEFECTS + len(rest)
@@ -191,4 +195,5 @@ def test_drift_retrains_and_the_new_champion_is_served(weld, tmp_path, champion,
         "after_retraining_ratio": final["ratio"],
         "image_auroc": {"v1": auroc["1"], "v2": auroc["2"]},
         "turned_good_labelled_good": {"v1": float(v1_good), "v2": float(v2_good)},
+        "turned_good_median_score_over_threshold": {"v1": float(v1_level), "v2": float(v2_level)},
     }, indent=1) + "\n")  # fmt: skip

@@ -137,6 +137,22 @@ def test_shifted_production_raises_exactly_one_alert_with_report(tmp_path):
     assert state["active"] and state["last_alert"] == (T0 + timedelta(hours=1)).isoformat()
 
 
+@pytest.mark.parametrize("shift, drifts", [(-3.0, False), (3.0, True)])
+def test_scores_drift_only_upward(tmp_path, shift, drifts):
+    """Good parts scoring higher than the reference is drift; lower is not (the model
+    that serves learnt from every image its out-of-fold reference was scored without)."""
+    rng = np.random.default_rng(3)
+    with PredictionLog(tmp_path / "log.db") as log:
+        log.write(production(rng, 300, score_shift=shift))
+        verdict = check_drift(log, "weld", reference(rng), tmp_path / "drift", "2", SETTINGS,
+                              now=T0)  # fmt: skip
+    score = verdict.columns["score"]
+    assert score["distance"] > score["threshold"]  # far either way
+    assert (score["drifted"], verdict.drift) == (drifts, drifts)
+    assert (score["ratio"] == 0.0) is not drifts
+    assert verdict.drift_share == (0.25 if drifts else 0.0)
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="min_samples"):
         DriftSettings(window=50, min_samples=100)

