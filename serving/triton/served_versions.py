@@ -92,7 +92,9 @@ class ServedVersions:
     ) -> None:
         self.bucket = f"{str(repository).rstrip('/')}/{name}" if is_bucket_uri(repository) else None
         if self.bucket:  # versions' JSON files are fetched into a local cache on first sight
-            self.model_dir = Path(tempfile.mkdtemp(prefix="anomalyops-versions-")) / name
+            # removed with this object or at exit (TemporaryDirectory's finalizer)
+            self._cache_dir = tempfile.TemporaryDirectory(prefix="anomalyops-versions-")
+            self.model_dir = Path(self._cache_dir.name) / name
         else:
             self.model_dir = Path(repository) / name
         self.config = config

@@ -38,3 +38,21 @@ def test_a_version_with_a_zeroed_reference_is_refused(weld_export, tmp_path):
         ServedVersions(tmp_path, "weld").get("1")
     shutil.copy(weld_export / "reference.json", folder / "reference.json")
     assert ServedVersions(tmp_path, "weld").get("1").number == "1"
+
+
+def test_versions_from_a_bucket_are_cached_and_the_cache_goes_with_its_reader(
+    weld_export, s3_bucket
+):
+    import gc
+
+    from anomalyops.serving.storage import upload
+
+    upload(weld_export, f"{s3_bucket}/triton/weld/1")
+    versions = ServedVersions(f"{s3_bucket}/triton", "weld")
+    served = versions.get("1")
+    assert sorted(p.name for p in served.folder.iterdir()) == ["model.json", "reference.json"]
+    assert versions.get("1") is served  # read once
+    cache = versions.model_dir.parent
+    del versions, served
+    gc.collect()
+    assert not cache.exists()
