@@ -99,6 +99,18 @@ def thresholds(reference: Reference, sensitivity: float) -> dict[str, float]:
     return {name: sensitivity / math.sqrt(n) for name, n in sizes.items()}
 
 
+def column_ratio(
+    name: str, distance: float, limit: float, current_mean: float, reference_mean: float
+) -> float:
+    """A column's distance over its threshold. Scores count one way only: good parts
+    scoring lower than the reference is no cause to retrain (a model fit on all of
+    train/good scores new good parts a little below its out-of-fold reference); a soft or
+    dark camera shows in the image statistics."""
+    if name == "score" and current_mean <= reference_mean:
+        return 0.0
+    return distance / limit
+
+
 def scaled(name: str, values: Any) -> Any:
     """Column values as compared: sharpness on a log scale, the rest as they are.
 
@@ -152,12 +164,9 @@ def measure(
         config = metric["config"]
         if config["type"].endswith(":ValueDrift"):
             name, value = config["column"], float(metric["value"])
-            # Scores count one way only: good parts scoring lower than the reference is
-            # no cause to retrain (a model fit on all of train/good scores new good parts
-            # a little below its out-of-fold reference); a soft or dark camera shows in
-            # the image statistics.
-            lower = name == "score" and current["score"].mean() <= ref_frame["score"].mean()
-            ratio = 0.0 if lower else value / limits[name]
+            ratio = column_ratio(
+                name, value, limits[name], current[name].mean(), ref_frame[name].mean()
+            )
             results[name] = {
                 "method": METHOD,
                 "distance": value,

@@ -46,6 +46,7 @@ from anomalyops.components.drift.check import (
     COLUMNS,
     DriftSettings,
     check_drift,
+    column_ratio,
     measure,
     scaled,
     thresholds,
@@ -364,8 +365,10 @@ def bench_weld(workdir: Path, windows: int, sizes: tuple[int, ...]) -> dict:
         for name, table in tables.items():
             ratios = []
             for _ in range(windows):
-                d = distances(ref, draw(table, size, rng))
-                ratios.append(max(d[c] / limits[c] for c in COLUMNS))
+                window = draw(table, size, rng)
+                d = distances(ref, window)
+                ratios.append(max(column_ratio(c, d[c], limits[c], window[c].mean(),
+                                               ref[c].mean()) for c in COLUMNS))  # fmt: skip
             rate = float(np.mean(np.array(ratios) >= settings.raise_at))
             entry[name] = {
                 "alert_rate": round(rate, 3),
