@@ -1,10 +1,11 @@
 """Thresholds from good images only, with an honest bound on the false-positive rate.
 
-A factory rarely has defect images when it starts, so the threshold is set on held-out
-good images: the conformal order statistic that keeps a new good image's chance of a
-false alarm at or below the target. With few images that guarantee is impossible (20
-images cannot promise 1 %), so the result also carries the one-sided Clopper–Pearson
-upper bound on the false-positive rate, and says whether the target is guaranteed.
+A factory rarely has defect images when it starts, so the threshold is set on good
+images no model scoring them has seen (out-of-fold or leave-one-out): the conformal
+order statistic that keeps a new good image's chance of a false alarm at or below the
+target. With few images that guarantee is impossible (20 images cannot promise 1 %), so
+the result also carries the one-sided Clopper–Pearson upper bound on the false-positive
+rate, and says whether the target is guaranteed.
 
 Pixels are not independent samples: a good image's pixels rise and fall together (one
 blurred map, one lighting), so ~458 k pixels of 20 images carry about 20 samples' worth of
@@ -27,7 +28,7 @@ class Calibration:
     threshold: float
     target_fpr: float
     n_good: int
-    exceedances: int  # held-out good scores above the threshold
+    exceedances: int  # unseen good scores above the threshold
     empirical_fpr: float
     fpr_upper_bound: float  # at `confidence`, given n_good images
     confidence: float
@@ -55,7 +56,7 @@ class Calibration:
                 text += " (target not guaranteed: too few images for a correlated-pixel bound)"
         elif not self.guaranteed:
             needed = math.ceil(1 / self.target_fpr) - 1
-            text += f" (target not guaranteed: needs ≥ {needed} held-out good images)"
+            text += f" (target not guaranteed: needs ≥ {needed} good images)"
         if self.miss_rate is not None:
             text += f"; misses {self.miss_rate:.1%} of {self.n_defect} known defects"
         return text
@@ -74,10 +75,10 @@ def calibrate(
     confidence: float = 0.95,
     defect_scores: np.ndarray | None = None,
 ) -> Calibration:
-    """The threshold on held-out good scores for a per-image false-positive rate target."""
+    """The threshold on unseen good scores for a per-image false-positive rate target."""
     scores = np.sort(np.asarray(good_scores, dtype=np.float64).ravel())
     if scores.size == 0:
-        raise ValueError("threshold calibration needs at least one held-out good score")
+        raise ValueError("threshold calibration needs at least one good score")
     if not np.isfinite(scores).all():
         raise ValueError("threshold calibration got non-finite scores")
     if not 0 < target_fpr < 1:
@@ -108,7 +109,7 @@ def calibrate(
 def calibrate_pixels(
     good_maps: np.ndarray, target_fpr: float = 0.001, confidence: float = 0.95
 ) -> Calibration:
-    """The pixel threshold on held-out good maps (N×H×W), with a bound over images.
+    """The pixel threshold on unseen good maps (N×H×W), with a bound over images.
 
     The threshold is the (1 − target) quantile of all pixels. The bound treats images, not
     pixels, as the samples: each image's share of pixels above the threshold lies in
