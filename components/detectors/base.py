@@ -230,21 +230,35 @@ class Detector(ABC):
         return self.out_of_fold(images, folds, progress)
 
     def out_of_fold(
-        self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
+        self,
+        images: np.ndarray,
+        folds: list[np.ndarray],
+        progress: bool = True,
+        scored: np.ndarray | None = None,
     ) -> Prediction:
-        """Each fold of IMAGES (what fit() just learnt) scored by a model of the others.
-
-        This route fits a copy per fold; a detector with a cheaper route that is as
-        honest overrides it.
-        """
-        self.check_images(images)
-        scores = np.empty(len(images), np.float32)
-        maps = np.empty((len(images), *self.config.input_size), np.float32)
+        """Each fold of SCORED (default IMAGES, what fit() just learnt; row i of SCORED is
+        a copy of image i, such as one with a defect pasted on) by a model that never saw
+        that fold of IMAGES."""
+        scored = images if scored is None else scored
+        if len(scored) != len(images):
+            raise ValueError(
+                f"scored holds {len(scored)} images, not one per image ({len(images)})"
+            )
+        self.check_images(scored)
+        scores = np.empty(len(scored), np.float32)
+        maps = np.empty((len(scored), *self.config.input_size), np.float32)
         for fold in tqdm(folds, desc="cross-fit", unit="fold", disable=not progress):
-            rest = np.setdiff1d(np.arange(len(images)), fold)
-            prediction = copy.deepcopy(self).fit(images[rest], False).predict(images[fold])
+            prediction = self.predict_out_of(images, fold, scored[fold])
             scores[fold], maps[fold] = prediction.scores, prediction.maps
         return Prediction(scores, maps)
+
+    def predict_out_of(
+        self, images: np.ndarray, fold: np.ndarray, scored: np.ndarray
+    ) -> Prediction:
+        """SCORED by a model of IMAGES without FOLD: here a copy fit on the rest; a
+        detector with a cheaper route that is as honest overrides it."""
+        rest = np.setdiff1d(np.arange(len(images)), fold)
+        return copy.deepcopy(self).fit(images[rest], progress=False).predict(scored)
 
     def describe(self) -> dict[str, Any]:
         """Settings and lineage that travel with the saved or exported model."""

@@ -105,11 +105,7 @@ def run_one(name: str, variant: str, dataset: FolderDataset) -> dict:
     cross_fit_s = time.perf_counter() - started
     threshold = calibrate(good.scores, 0.01)
     pasted, pasted_masks = paste_defects(train.images, seed=1)
-    bad_scores = np.empty(len(pasted), np.float32)
-    bad_maps = np.empty(pasted.shape[:3], np.float32)
-    for fold in folds:
-        scored = detector.predict_without(pasted[fold], np.isin(detector.origin, fold))
-        bad_scores[fold], bad_maps[fold] = scored.scores, scored.maps
+    bad = detector.out_of_fold(train.images, folds, progress=False, scored=pasted)
     val_labels = np.r_[np.zeros(len(train.images)), np.ones(len(pasted))]
     val_masks = np.concatenate([np.zeros_like(pasted_masks), pasted_masks])
 
@@ -132,8 +128,8 @@ def run_one(name: str, variant: str, dataset: FolderDataset) -> dict:
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
         "input_size": list(size),
         "tiles": detector.model.grid.count,
-        "val_image_auroc": auroc(val_labels, np.r_[good.scores, bad_scores]),
-        "val_pixel_auroc": auroc(val_masks, np.concatenate([good.maps, bad_maps])),
+        "val_image_auroc": auroc(val_labels, np.r_[good.scores, bad.scores]),
+        "val_pixel_auroc": auroc(val_masks, np.concatenate([good.maps, bad.maps])),
         "image_auroc": auroc(test.labels, prediction.scores),
         "pixel_auroc": None,
         "aupro": None,

@@ -8,7 +8,6 @@ from typing import Self
 import faiss
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import (
@@ -94,7 +93,11 @@ class PatchCore(Detector):
         return self
 
     def out_of_fold(
-        self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
+        self,
+        images: np.ndarray,
+        folds: list[np.ndarray],
+        progress: bool = True,
+        scored: np.ndarray | None = None,
     ) -> Prediction:
         """Each fold scored against the bank entries that came from the other folds.
 
@@ -107,12 +110,13 @@ class PatchCore(Detector):
         """
         if self.origin is None or self.origin.max(initial=-1) >= len(images):
             raise RuntimeError("out_of_fold scores the images fit() just learnt; fit first")
-        scores = np.empty(len(images), np.float32)
-        maps = np.empty((len(images), *self.config.input_size), np.float32)
-        for fold in tqdm(folds, desc="cross-fit", unit="fold", disable=not progress):
-            prediction = self.predict_without(images[fold], np.isin(self.origin, fold))
-            scores[fold], maps[fold] = prediction.scores, prediction.maps
-        return Prediction(scores, maps)
+        return super().out_of_fold(images, folds, progress, scored)
+
+    def predict_out_of(
+        self, images: np.ndarray, fold: np.ndarray, scored: np.ndarray
+    ) -> Prediction:
+        """SCORED searched only among the bank rows of images outside FOLD."""
+        return self.predict_without(scored, np.isin(self.origin, fold))
 
     def predict_without(self, images: np.ndarray, excluded: np.ndarray) -> Prediction:
         """IMAGES scored by the bank without its EXCLUDED rows (a boolean mask): what a
