@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from anomalyops.components.detectors.backbones import Backbone, get_spec
+from anomalyops.components.detectors.device import resolve_device
 from anomalyops.components.json_files import SHA256, ModelFileError, read_json
 from anomalyops.serving.contract.checksums import file_sha256, verify_sha256
 
@@ -71,12 +72,14 @@ class DetectorConfig:
 TILES_PER_BATCH = 4
 
 
-def batches(images: np.ndarray, size: int, desc: str, progress: bool):
-    """uint8 tensors of at most `size` images, with a progress bar over images."""
+def batches(
+    images: np.ndarray, size: int, desc: str, progress: bool, device: torch.device | None = None
+):
+    """uint8 tensors of at most `size` images (on DEVICE), with a progress bar over images."""
     bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress)
     for start in range(0, len(images), size):
         chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + size]))
-        yield chunk
+        yield chunk if device is None else chunk.to(device)
         bar.update(len(chunk))
     bar.close()
 
@@ -156,6 +159,14 @@ class Detector(ABC):
         self.model = self.build_model(weights)
         self.model.eval()
         self.fitted = False
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> Self:
+        """Compute on DEVICE (`auto`, `cpu`, `cuda`); saved and exported models stay
+        device-free, so where a model was fit never matters where it is served."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
 
     @classmethod
     def configure(cls, **settings: Any) -> DetectorConfig:
@@ -212,10 +223,12 @@ class Detector(ABC):
             raise RuntimeError(f"{self.kind} is not fitted: call fit() or load() first")
         self.check_images(images)
         scores, maps = [], []
-        for batch in batches(images, batch_size or self.batch_size, "predict", progress):
+        for batch in batches(
+            images, batch_size or self.batch_size, "predict", progress, self.device
+        ):
             output = self.infer(batch)
-            scores.append(output.score.numpy())
-            maps.append(output.anomaly_map[:, 0].numpy())
+            scores.append(output.score.cpu().numpy())
+            maps.append(output.anomaly_map[:, 0].cpu().numpy())
         return Prediction(np.concatenate(scores), np.concatenate(maps))
 
     def cross_fit(
@@ -277,7 +290,7 @@ class Detector(ABC):
             raise RuntimeError(f"{self.kind} is not fitted: nothing to save")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         try:
             save_file(state, directory / WEIGHTS_FILE)
         except SafetensorError as error:  # its I/O errors (disk full) are no OSError

@@ -38,7 +38,7 @@ class PaDiM(Detector):
         # Sums of shifted features in float32: shifting by the first batch's mean keeps
         # the covariance free of cancellation without float64's cost.
         shift, total, outer, count = None, 0, 0, 0
-        for batch in batches(images, self.batch_size, "extract features", progress):
+        for batch in batches(images, self.batch_size, "extract features", progress, self.device):
             embedding = self.model.embed(batch)
             n, d, h, w = embedding.shape
             x = embedding.reshape(n, d, h * w).permute(2, 0, 1).contiguous()  # P×n×d
@@ -50,7 +50,9 @@ class PaDiM(Detector):
             count += n
         mean = total / count
         covariance = (outer - count * mean.unsqueeze(2) * mean.unsqueeze(1)) / (count - 1)
-        covariance += self.config.regularisation * torch.eye(covariance.shape[-1])
+        covariance += self.config.regularisation * torch.eye(
+            covariance.shape[-1], device=covariance.device
+        )
         self.model.mean = (mean + shift[:, 0]).contiguous()
         inverse = torch.cholesky_inverse(torch.linalg.cholesky(covariance))
         # Row-major like a loaded tensor, so a saved model scores bit for bit the same.

@@ -53,6 +53,7 @@ class PatchCore(Detector):
     def __init__(self, config: PatchCoreConfig | None = None, weights: str = "imagenet") -> None:
         super().__init__(config, weights)
         self._index: faiss.Index | None = None
+        self._bank: torch.Tensor | None = None  # searched instead of the whole bank
         # The training image each bank row came from, while the detector that fit them
         # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
         self.origin: np.ndarray | None = None
@@ -68,7 +69,7 @@ class PatchCore(Detector):
         """Every tile's patch features, rows image by image."""
         self.check_images(images)
         chunks = []
-        for batch in batches(images, self.batch_size, "extract features", progress):
+        for batch in batches(images, self.batch_size, "extract features", progress, self.device):
             embedding = self.model.embed(batch, TILES_PER_BATCH)
             chunks.append(embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1]))
         return torch.cat(chunks)
@@ -89,7 +90,7 @@ class PatchCore(Detector):
         patches = self._patches(images, progress)
         keep = self._select(patches, progress)
         self._use_bank(patches[keep])
-        self.origin = keep.numpy() // (len(patches) // len(images))
+        self.origin = keep.cpu().numpy() // (len(patches) // len(images))
         return self
 
     def out_of_fold(
@@ -121,15 +122,17 @@ class PatchCore(Detector):
     def predict_without(self, images: np.ndarray, excluded: np.ndarray) -> Prediction:
         """IMAGES scored by the bank without its EXCLUDED rows (a boolean mask): what a
         bank that never held their patches says, for thresholds set on images it learnt."""
-        kept = self.model.memory_bank[~torch.from_numpy(np.asarray(excluded, dtype=bool))]
+        mask = torch.from_numpy(np.asarray(excluded, dtype=bool)).to(self.device)
+        kept = self.model.memory_bank[~mask]
         if len(kept) == 0:
             raise ValueError("scoring without an image's own bank rows left no bank entry; "
                              "use fewer folds or a larger coreset ratio")  # fmt: skip
-        index, self._index = self._index, build_index(kept.numpy(), self.config.search)
+        index, bank = self._index, self._bank
+        self._index, self._bank = None, kept
         try:
             return self.predict(images)
         finally:
-            self._index = index
+            self._index, self._bank = index, bank
 
     def _use_bank(self, bank: torch.Tensor) -> None:
         self.model.memory_bank = bank.contiguous()
@@ -149,13 +152,18 @@ class PatchCore(Detector):
 
     @property
     def index(self) -> faiss.Index:
-        """faiss index over the bank (config.search; built on first use after a fit)."""
+        """faiss index over the bank searched (config.search; built on first use)."""
         if self._index is None:
-            self._index = build_index(self.model.memory_bank.numpy(), self.config.search)
+            bank = self.model.memory_bank if self._bank is None else self._bank
+            self._index = build_index(bank.numpy(), self.config.search)
         return self._index
 
     def infer(self, batch: torch.Tensor) -> InferenceOutput:
         embedding = self.model.embed(batch, TILES_PER_BATCH)
+        if self.device.type != "cpu":
+            # On a GPU exact search is a few matrix products: the exported graph's own.
+            bank = self.model.memory_bank if self._bank is None else self._bank
+            return self.model.outputs(self.model.nearest_distances(embedding, bank))
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
         distances = torch.from_numpy(nearest_distance(self.index, patches, groups=n))

@@ -48,7 +48,7 @@ def project(features: torch.Tensor, projection_dim: int, seed: int) -> torch.Ten
     if projection_dim >= dim:
         return features.float()
     generator = torch.Generator().manual_seed(seed)
-    projection = torch.randn(dim, projection_dim, generator=generator)
+    projection = torch.randn(dim, projection_dim, generator=generator).to(features.device)
     return features.float() @ (projection / math.sqrt(projection_dim))
 
 
@@ -66,12 +66,12 @@ def greedy_coreset(
     count = features.shape[0]
     wanted = max(1, round(count * ratio))
     if ratio == 1 or count <= 1:
-        return torch.arange(count)
+        return torch.arange(count, device=features.device)
     reduced = project(features, projection_dim, seed)
     generator = torch.Generator().manual_seed(seed)
     if count <= chunk_size:
         return _greedy(reduced, wanted, 0).sort().values
-    order = torch.randperm(count, generator=generator)
+    order = torch.randperm(count, generator=generator).to(features.device)
     candidates = []
     chunks = order.split(chunk_size)
     bar = tqdm(total=len(chunks) + 1, desc="coreset", unit="chunk", disable=not progress)
@@ -93,7 +93,8 @@ def _second_stage(reduced: torch.Tensor, union: torch.Tensor, wanted: int,
     if len(union) <= SECOND_STAGE_MAX:
         bar.update(1)
         return union[_greedy(reduced[union], wanted, 0)]
-    parts = union[torch.randperm(len(union), generator=generator)].split(SECOND_STAGE_MAX)
+    shuffled = torch.randperm(len(union), generator=generator).to(union.device)
+    parts = union[shuffled].split(SECOND_STAGE_MAX)
     bar.total += len(parts) - 1
     bar.refresh()
     picked, start = [], 0
@@ -121,9 +122,9 @@ def coreset_radius(
 
 def _greedy(points: torch.Tensor, wanted: int, start: int) -> torch.Tensor:
     """Greedy k-center: repeatedly take the point farthest from those already taken."""
-    picks = torch.empty(wanted, dtype=torch.long)
+    picks = torch.empty(wanted, dtype=torch.long, device=points.device)
     norms = (points * points).sum(1)
-    nearest = torch.full((points.shape[0],), float("inf"))
+    nearest = torch.full((points.shape[0],), float("inf"), device=points.device)
     current = start
     for step in range(wanted):
         picks[step] = current

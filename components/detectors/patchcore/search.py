@@ -2,14 +2,15 @@
 
 Exact search costs patches × bank × dims per image, so it grows with the bank (bottle:
 167 ms/img at a 10 % bank on 2 cores); an HNSW graph answers in roughly log(bank) steps.
-On a GPU faiss' exact search is fast enough and there is nothing to approximate.
+On a GPU PatchCore does not come here: exact search there is the exported graph's own
+blocked matrix products in torch (PatchCoreModel.nearest_distances), which needs no
+faiss-gpu build to match the CUDA wheel.
 """
 
 from __future__ import annotations
 
 import faiss
 import numpy as np
-import torch
 
 SEARCHES = ("auto", "exact", "hnsw")
 # Below this many entries exact search is about as fast as HNSW and has nothing to miss.
@@ -20,26 +21,20 @@ HNSW_SEARCH_EFFORT = 48  # efSearch: recall@1 ≥ 0.99 on bottle/tile banks (see
 PEAK_CHECKS = 8  # each tile's largest HNSW answers re-searched exactly at first
 
 
-def gpu_available() -> bool:
-    return torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources")
-
-
 def resolve(search: str, bank_size: int) -> str:
-    """The search `auto` means here: exact on a GPU or a small bank, HNSW otherwise."""
+    """The search `auto` means on the CPU: exact on a small bank, HNSW otherwise."""
     if search not in SEARCHES:
         raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
     if search != "auto":
         return search
-    return "exact" if gpu_available() or bank_size < EXACT_BELOW else "hnsw"
+    return "exact" if bank_size < EXACT_BELOW else "hnsw"
 
 
 def build_index(bank: np.ndarray, search: str = "auto") -> faiss.Index:
-    """A faiss index over the bank's rows (float32 N×D); on the GPU for exact search."""
+    """A faiss index over the bank's rows (float32 N×D)."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     if resolve(search, len(bank)) == "exact":
         index = faiss.IndexFlatL2(bank.shape[1])
-        if gpu_available():
-            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     else:
         index = faiss.IndexHNSWFlat(bank.shape[1], HNSW_NEIGHBOURS)
         index.hnsw.efConstruction = HNSW_BUILD_EFFORT

@@ -67,17 +67,20 @@ class PatchCoreModel(nn.Module):
         """Images per batch whose distance blocks fit in BATCH_SCRATCH_BYTES (1 to 32)."""
         return max(1, min(MAX_BATCH, BATCH_SCRATCH_BYTES // self.scratch_bytes_per_image()))
 
-    def forward(self, images: torch.Tensor) -> InferenceOutput:
-        """Exact nearest-neighbour distances as blocked matrix products with a running
-        minimum, so any ONNX backend runs it in memory bounded by SCORE_CHUNK."""
-        embedding = self.embed(images)
+    def nearest_distances(self, embedding: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        """(N·T)×D×h×w features → (N·T)×1×h×w distances to the nearest BANK row.
+
+        Exact, as blocked matrix products with a running minimum: any ONNX backend runs
+        it in memory bounded by SCORE_CHUNK, and on a GPU it is PatchCore's search."""
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(n, h * w, d)
         norms = (patches * patches).sum(-1, keepdim=True)
         nearest = None
-        for block in self.memory_bank.split(SCORE_CHUNK):
+        for block in bank.split(SCORE_CHUNK):
             squared = norms - 2 * patches @ block.T + (block * block).sum(-1)
             closest = squared.amin(-1)
             nearest = closest if nearest is None else torch.minimum(nearest, closest)
-        distances = nearest.clamp_min(0).sqrt()
-        return self.outputs(distances.reshape(n, 1, h, w))
+        return nearest.clamp_min(0).sqrt().reshape(n, 1, h, w)
+
+    def forward(self, images: torch.Tensor) -> InferenceOutput:
+        return self.outputs(self.nearest_distances(self.embed(images), self.memory_bank))
