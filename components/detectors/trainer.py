@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from anomalyops.components.detectors.base import DetectorConfig
+from anomalyops.components.detectors.base import TILES_PER_BATCH, DetectorConfig, batches
 
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -252,6 +252,27 @@ class Trainer:
         log.steps, log.seconds = saved["steps"], saved["seconds"]
         log.losses, log.validation = saved["losses"], saved["validation"]
         return saved["steps"]
+
+
+@torch.no_grad()
+def extract(
+    module: Callable[[torch.Tensor], list[torch.Tensor] | torch.Tensor],
+    images: np.ndarray,
+    device: torch.device,
+    desc: str = "extract features",
+    progress: bool = True,
+    batch_size: int = TILES_PER_BATCH,
+) -> list[torch.Tensor]:
+    """A frozen MODULE's outputs (a tensor or a list of them) for every image, on DEVICE.
+
+    Detectors that learn on fixed features (a teacher's, a backbone's) compute them once
+    per fit, not once per step.
+    """
+    outputs: list[list[torch.Tensor]] = []
+    for batch in batches(images, batch_size, desc, progress, device):
+        result = module(batch)
+        outputs.append([result] if isinstance(result, torch.Tensor) else list(result))
+    return [torch.cat(parts) for parts in zip(*outputs, strict=True)]
 
 
 def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
