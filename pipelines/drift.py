@@ -47,6 +47,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         kserve_json: str = "{}",
         target_fpr: float = 0.01,
         views: int = 8,
+        device: str = "auto",
         triton_url: str = "",
     ) -> str:
         check = drift_component(
@@ -74,6 +75,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
                 kserve_json=kserve_json,
                 target_fpr=target_fpr,
                 views=views,
+                device=device,
                 triton_url=triton_url,
             )
         return check.outputs["verdict"]

@@ -50,6 +50,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         settings_json: str = "{}",
         target_fpr: float = 0.01,
         views: int = 8,
+        device: str = "auto",
         min_images: int = 1,
         triton_url: str = "",
     ) -> str:
@@ -65,6 +66,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
             settings_json=settings_json,
             target_fpr=target_fpr,
             views=views,
+            device=device,
         )
         challenged = challenge_component(
             model=adapted.outputs["model"],

@@ -56,6 +56,7 @@ def build_pipeline(settings: ClusterSettings | None = None):
         settings_json: str = "{}",
         target_fpr: float = 0.01,
         calibration_folds: int = FOLDS,
+        device: str = "auto",
         min_images: int = 10,
         require_uniform_size: bool = False,
         triton_url: str = "",
@@ -69,9 +70,10 @@ def build_pipeline(settings: ClusterSettings | None = None):
             settings_json=settings_json,
             target_fpr=target_fpr,
             calibration_folds=calibration_folds,
+            device=device,
         )
         evaluated = evaluate_component(
-            model=trained.outputs["model"], dataset=validated.outputs["dataset"]
+            model=trained.outputs["model"], dataset=validated.outputs["dataset"], device=device
         )
         exported = export_component(model=trained.outputs["model"])
         registered = register_component(

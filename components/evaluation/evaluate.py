@@ -38,6 +38,7 @@ def evaluate(
     report: str | Path | None = None,
     on_error: OnError = "skip",
     progress: bool = True,
+    device: str = "auto",
 ) -> dict[str, float | int | None]:
     """Image AUROC, and pixel AUROC and AUPRO where masks exist; F1 and rates at threshold.
 
@@ -48,7 +49,7 @@ def evaluate(
     check_writable_file(Path(model_dir) / METRICS_FILE, "metrics file")
     if report is not None:
         check_writable_file(report, "--report")
-    detector, thresholds = load_trained(model_dir)
+    detector, thresholds = load_trained(model_dir, device)
     test = FolderDataset(data).load_test(detector.config.input_size, on_error, progress)
     prediction = detector.predict(test.images, progress=progress)
     threshold = thresholds["image"]["threshold"]

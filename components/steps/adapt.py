@@ -17,6 +17,7 @@ def adapt_step(
     settings_json: str,
     target_fpr: float,
     views: int,
+    device: str = "auto",
 ) -> AdaptResult:
     """Extend BASE_DIR (or start a new variant when empty) with DATA's good images and the
     reviewed false alarms in FEEDBACK_DIR."""
@@ -33,6 +34,7 @@ def adapt_step(
         augmentation=Augmentation(views=views),
         target_fpr=target_fpr,
         progress=False,
+        device=device,
     )
 
 
@@ -44,6 +46,7 @@ def adapt_component(
     settings_json: str,
     target_fpr: float,
     views: int,
+    device: str,
     model: Output[Model],
 ):
     """Few-shot adapt the champion (or start the variant); the Model artifact is the folder."""
@@ -53,7 +56,7 @@ def adapt_component(
     result = adapt_step(
         dataset.path, feedback.path, champion_dir(base.path, base.metadata) or "",
         model.path,
-        settings_json, target_fpr, views,
+        settings_json, target_fpr, views, device,
     )  # fmt: skip
     print(f"adapt: {result.thresholds['image']['note']}")
     model.metadata.update(

@@ -42,7 +42,9 @@ def sample_maps(model_dir: str | Path, data: str | Path, out: str | Path) -> lis
     return written
 
 
-def evaluate_step(model_dir: str, data: str, report_path: str, maps_dir: str) -> dict:
+def evaluate_step(
+    model_dir: str, data: str, report_path: str, maps_dir: str, device: str = "auto"
+) -> dict:
     """Metrics on DATA's test split plus the evaluation-set hash the promotion gate compares.
 
     The model folder is an input artifact (read-only on a cluster): evaluate a copy.
@@ -50,7 +52,7 @@ def evaluate_step(model_dir: str, data: str, report_path: str, maps_dir: str) ->
     with tempfile.TemporaryDirectory() as scratch:
         model_copy = Path(scratch) / "model"
         shutil.copytree(model_dir, model_copy)
-        metrics = evaluate(model_copy, data, report_path, progress=False)
+        metrics = evaluate(model_copy, data, report_path, progress=False, device=device)
     sample_maps(model_dir, data, maps_dir)
     return metrics  # its eval_dataset_sha256 covers only the images actually evaluated
 
@@ -59,6 +61,7 @@ def evaluate_step(model_dir: str, data: str, report_path: str, maps_dir: str) ->
 def evaluate_component(
     model: Input[Model],
     dataset: Input[Dataset],
+    device: str,
     metrics: Output[Metrics],
     report: Output[HTML],
     maps: Output[Artifact],
@@ -66,7 +69,7 @@ def evaluate_component(
     """Evaluate the model on the dataset's test split; metrics carry the eval-set hash."""
     from anomalyops.components.steps.evaluate import evaluate_step
 
-    result = evaluate_step(model.path, dataset.path, report.path, maps.path)
+    result = evaluate_step(model.path, dataset.path, report.path, maps.path, device)
     for key, value in result.items():
         if isinstance(value, int | float):
             metrics.log_metric(key, float(value))

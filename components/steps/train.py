@@ -15,10 +15,12 @@ def train_step(
     settings_json: str,
     target_fpr: float,
     calibration_folds: int,
+    device: str = "auto",
 ) -> TrainResult:
     """Train on DATA into MODEL_DIR; settings arrive as JSON because KFP passes strings."""
     settings = json.loads(settings_json or "{}")
-    return train(data, model_dir, detector, settings, calibration_folds, target_fpr, progress=False)
+    return train(data, model_dir, detector, settings, calibration_folds, target_fpr,
+                 progress=False, device=device)  # fmt: skip
 
 
 @component
@@ -28,6 +30,7 @@ def train_component(
     settings_json: str,
     target_fpr: float,
     calibration_folds: int,
+    device: str,
     model: Output[Model],
 ):
     """Train on the validated Dataset artifact; the Model artifact is the model directory."""
@@ -35,7 +38,7 @@ def train_component(
 
     result = train_step(
         dataset.path, model.path, detector, settings_json, target_fpr,
-        calibration_folds,
+        calibration_folds, device,
     )  # fmt: skip
     model.metadata.update(
         {

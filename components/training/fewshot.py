@@ -190,6 +190,7 @@ def adapt(
     on_error: OnError = "skip",
     progress: bool = True,
     force: bool = False,
+    device: str = "auto",
 ) -> AdaptResult:
     """Extend BASE (a trained model folder) with NORMAL good images, or start a new variant.
 
@@ -201,11 +202,11 @@ def adapt(
     samples = normal_samples(normal)
     target = ModelOutput(output, force, protect={s.path.parent for s in samples})
     if base is not None:
-        detector, base_thresholds = load_trained(base)
+        detector, base_thresholds = load_trained(base, device)
         if settings:
             raise ValueError("adapt: detector settings apply to a new variant, not to a base")
     else:
-        detector, base_thresholds = create("patchcore", **(settings or {})), None
+        detector, base_thresholds = create("patchcore", **(settings or {})).to(device), None
     base_training = json.loads((Path(base) / TRAINING_FILE).read_text()) if base else {}
     split = load_split(samples, detector.config.input_size, on_error, progress=progress)
     images, paths = split.images, [s.path for s in split.samples]

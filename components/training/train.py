@@ -14,6 +14,7 @@ from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnE
 from anomalyops.components.data.manifest import screen
 from anomalyops.components.detectors import Detector, create, load_detector
 from anomalyops.components.detectors.auto import auto_settings
+from anomalyops.components.detectors.device import resolve_device
 from anomalyops.components.json_files import read_json
 from anomalyops.components.training.folds import FOLDS, session_folds
 from anomalyops.components.training.model_dir import ModelOutput
@@ -57,6 +58,7 @@ def train(
     on_error: OnError = "skip",
     progress: bool = True,
     force: bool = False,
+    device: str | torch.device = "auto",
 ) -> TrainResult:
     """Fit on all of train/good, set thresholds on its out-of-fold scores, save all.
 
@@ -69,6 +71,7 @@ def train(
     folder holding another model is replaced only with `force`, and never the data.
     """
     target = ModelOutput(output, force, protect=(data,))
+    device = resolve_device(device)  # a missing GPU is said before the images are read
     dataset = FolderDataset(data)
     paths = [sample.path for sample in dataset.train_samples()]
     # The validation step's hard image rules: a blank, tiny or far-off frame in train/good
@@ -83,7 +86,7 @@ def train(
     excluded = set(screened)
     paths = [path for path in paths if str(path) not in excluded]
     dataset_sha256 = dataset.content_hash()
-    model = create(detector, **auto_settings(detector, paths, settings or {}))
+    model = create(detector, **auto_settings(detector, paths, settings or {})).to(device)
     split = dataset.load_train(model.config.input_size, on_error, progress, exclude=excluded)
     if len(split.images) < 2:
         raise DatasetError(f"need at least 2 good training images, found {len(split.images)}")
@@ -105,6 +108,7 @@ def train(
         "skipped": refused + split.skipped,
         "fit_seconds": round(fit_seconds, 2),
         "threads": torch.get_num_threads(),  # what fit_seconds was measured with
+        "device": str(model.device),
     }
     with target as staging:
         model.save(staging)
@@ -115,11 +119,11 @@ def train(
     return TrainResult(Path(output), model, image_cal, pixel_cal, summary)
 
 
-def load_trained(model_dir: str | Path) -> tuple[Detector, dict]:
-    """A trained detector and its calibrated thresholds."""
+def load_trained(model_dir: str | Path, device: str = "cpu") -> tuple[Detector, dict]:
+    """A trained detector (computing on DEVICE) and its calibrated thresholds."""
     model_dir = Path(model_dir)
     path = model_dir / THRESHOLDS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; was {model_dir} written by `anomalyops fit`?")
     thresholds = check_thresholds(read_json(path, THRESHOLDS_SCHEMA), str(path))
-    return load_detector(model_dir), thresholds
+    return load_detector(model_dir).to(device), thresholds

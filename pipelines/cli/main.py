@@ -19,6 +19,7 @@ from anomalyops.pipelines.cli import review as review_commands
 from anomalyops.pipelines.cli import serving as serving_commands
 from anomalyops.pipelines.cli.options import (
     BACKBONE_NAMES,
+    add_device_option,
     add_model_options,
     add_threads_option,
     model_settings,
@@ -46,6 +47,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.fpr,
         on_error=args.on_error,
         force=args.force,
+        device=args.device,
     )
     print(f"saved {args.detector} to {result.model_dir}")
     print(f"image {result.image_threshold.summary()}")
@@ -70,6 +72,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         target_fpr=args.fpr,
         on_error=args.on_error,
         force=args.force,
+        device=args.device,
     )
     start = f"extended {args.model}" if args.model else "started a new PatchCore"
     print(f"{start} with {result.summary['train_images']} good images "
@@ -87,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from anomalyops.components.evaluation.evaluate import as_table, evaluate
 
     report = args.report or Path(args.model) / "report.html"
-    metrics = evaluate(args.model, args.data, report, on_error=args.on_error)
+    metrics = evaluate(args.model, args.data, report, on_error=args.on_error, device=args.device)
     print(as_table(metrics))
     print(f"report: {Path(report).resolve()}")
     return 0
@@ -105,7 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
     from anomalyops.serving.images.statistics import image_statistics
 
-    detector, thresholds = load_trained(args.model)
+    detector, thresholds = load_trained(args.model, args.device)
     threshold = args.threshold if args.threshold is not None else thresholds["image"]["threshold"]
     size = detector.config.input_size
     frames = None
@@ -165,9 +168,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = model_settings(args)
     # A demo reruns into the same folder: replacing its own previous model is the point.
     result = train(data, out / "model", args.detector, settings, args.calibration_folds,
-                   args.fpr, force=True)  # fmt: skip
+                   args.fpr, force=True, device=args.device)  # fmt: skip
     print(f"image {result.image_threshold.summary()}")
-    metrics = evaluate(out / "model", data, out / "report.html")
+    metrics = evaluate(out / "model", data, out / "report.html", device=args.device)
     print(as_table(metrics))
     print(f"model: {(out / 'model').resolve()}\nreport: {(out / 'report.html').resolve()}")
     return 0
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--size", type=int, default=256, help="a new variant's input size")
     adapt.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     add_threads_option(adapt)
+    add_device_option(adapt)
     adapt.set_defaults(func=cmd_adapt)
 
     predict = commands.add_parser("predict", help="score images with a trained model")
@@ -217,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="folder for anomaly-map pictures and predictions.json")
     predict.add_argument("images", nargs="+")
     add_threads_option(predict)
+    add_device_option(predict)
     predict.set_defaults(func=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="metrics and HTML report on the test split")
@@ -225,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report", help="HTML report path (default MODEL/report.html)")
     evaluate.add_argument("--on-error", choices=["skip", "raise"], default="skip")
     add_threads_option(evaluate)
+    add_device_option(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="train and evaluate end to end")

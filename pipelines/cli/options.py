@@ -60,6 +60,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="cross-fitting folds (contiguous in file-name order) whose out-of-fold scores "
         "set the threshold; the model itself learns from all of train/good",
     )
+    add_device_option(parser)
 
 
 def threshold_value(value: str) -> float:
@@ -113,6 +114,15 @@ def use_threads(args: argparse.Namespace) -> None:
 
     budget = apply(cpu_budget(args.threads))
     logging.getLogger("anomalyops").info("threads: %d (%s)", budget.threads, budget.source)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """--device: where torch computes (components/detectors/device.py)."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N",
+    )
 
 
 def positive_int(value: str) -> int:

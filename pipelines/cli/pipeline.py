@@ -30,6 +30,7 @@ def _arguments(args: argparse.Namespace, data: str, tracking_uri: str, repositor
         "settings_json": json.dumps(model_settings(args)),
         "target_fpr": args.fpr,
         "calibration_folds": args.calibration_folds,
+        "device": args.device,
         "min_images": args.min_images,
         "require_uniform_size": args.require_uniform_size,
         **_deploy_arguments(args, repository),
@@ -96,6 +97,7 @@ def _retraining_arguments(args: argparse.Namespace, tracking_uri: str, repositor
         "eval_data": _local(args.eval_data or ""),
         "target_fpr": args.fpr,
         "views": args.views,
+        "device": args.device,
         **_deploy_arguments(args, repository),
     }
 
@@ -304,6 +306,8 @@ def _add_common_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_retraining_options(parser: argparse.ArgumentParser, new_good_help: str) -> None:
+    from anomalyops.pipelines.cli.options import add_device_option
+
     parser.add_argument("--new-good", required=True, help=new_good_help)
     parser.add_argument(
         "--eval-data",
@@ -312,6 +316,7 @@ def _add_retraining_options(parser: argparse.ArgumentParser, new_good_help: str)
     )
     parser.add_argument("--views", type=int, default=8, help="augmented views per new image")
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
+    add_device_option(parser)
 
 
 def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:

@@ -92,3 +92,17 @@ def test_threads_follow_the_budget_and_the_flag(model, weld, caplog, capsys, res
     with pytest.raises(SystemExit) as stopped:
         main(["predict", "--model", str(model), "--threads", "0", image])
     assert stopped.value.code == 2 and "at least 1" in capsys.readouterr().err
+
+
+def test_device_flag_runs_here_and_a_missing_gpu_is_one_line(model, weld, tmp_path, capsys):
+    import torch
+
+    image = str(sorted((weld / "test" / "good").glob("*.png"))[0])
+    assert main(["predict", "--model", str(model), "--device", "cpu", image]) == 0
+    out = tmp_path / "never"
+    if not torch.cuda.is_available():
+        assert main(["fit", "--data", str(weld), "--out", str(out), "--device", "cuda"]) == 2
+        error = capsys.readouterr().err
+        assert "no CUDA GPU" in error and "Traceback" not in error and not out.exists()
+    assert main(["fit", "--data", str(weld), "--out", str(out), "--device", "tpu"]) == 2
+    assert "auto, cpu, cuda" in capsys.readouterr().err
