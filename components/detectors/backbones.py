@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from anomalyops.components.hashing import file_sha256
@@ -57,6 +56,18 @@ def _torch_cache_file(filename: str) -> Callable[[], Path]:
         return path
 
     return find
+
+
+def _torchvision(name: str) -> Callable[[], nn.Module]:
+    """torchvision's constructor NAME, imported when built: EfficientNet-Lite0 (the
+    default) needs no torchvision, so a bare GPU machine runs `make gpu-check` without."""
+
+    def build() -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, name)()
+
+    return build
 
 
 def _efficientnet_build() -> nn.Module:
@@ -107,7 +118,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             name="mobilenet_v2",
             channels=(24, 32, 96),
-            build=torchvision.models.mobilenet_v2,
+            build=_torchvision("mobilenet_v2"),
             cut=lambda net: [net.features[0:4], net.features[4:7], net.features[7:14]],
             default_weights=_mobilenet_weights,
             load=_mobilenet_load,
@@ -116,7 +127,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             name="resnet18",
             channels=(64, 128, 256),
-            build=torchvision.models.resnet18,
+            build=_torchvision("resnet18"),
             cut=_resnet_cut,
             default_weights=_torch_cache_file("resnet18-f37072fd.pth"),
             weights_source="torchvision ResNet18_Weights.IMAGENET1K_V1 (file or torch cache)",
@@ -124,7 +135,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             name="wide_resnet50_2",
             channels=(256, 512, 1024),
-            build=torchvision.models.wide_resnet50_2,
+            build=_torchvision("wide_resnet50_2"),
             cut=_resnet_cut,
             default_weights=_torch_cache_file("wide_resnet50_2-95faca4d.pth"),
             weights_source="torchvision Wide_ResNet50_2_Weights.IMAGENET1K_V1 (file or cache)",

@@ -7,8 +7,6 @@ before it (anomalib's sigmoid with no validation split) turned a 0.898 into a 0.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from scipy.stats import rankdata
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -21,7 +19,9 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     negatives = labels.size - positives
     if positives == 0 or negatives == 0:
         raise ValueError("AUROC needs both good and defective samples")
-    ranks = rankdata(scores)
+    # Average ranks (ties share the mean of their positions), 1-based.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]
     u = ranks[labels].sum() - positives * (positives + 1) / 2
     return float(u / (positives * negatives))
 
@@ -32,6 +32,8 @@ def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
     Every connected defect region counts equally, whatever its size (Bergmann et al.).
     Exact: pixels are sorted once by score and the curve is accumulated along the order.
     """
+    from scipy import ndimage  # here only: AUROC and the GPU check need no scipy
+
     masks = np.asarray(masks, dtype=bool)
     maps = np.asarray(maps, dtype=np.float64)
     if masks.shape != maps.shape:
