@@ -56,11 +56,12 @@ def section() -> str:
                      f"{run['p50_ms']:.1f}", f"{run['p99_ms']:.1f}", block["measured"])  # fmt: skip
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines += ["", "In-process prediction (`anomalyops predict`'s path; "
-              "results/detectors-*.json):", "", "| dataset | variant | bank | ms/img |",
-              "|---|---|---:|---:|"]  # fmt: skip
+              "results/detectors-*.json):", "", "| dataset | detector | variant | bank | ms/img |",
+              "|---|---|---|---:|---:|"]  # fmt: skip
     for path in sorted(RESULTS.glob("detectors-*.json")):
         for row in json.loads(path.read_text())["rows"]:
-            lines.append(f"| {row['dataset']} | {row['variant']} | {row.get('bank', '-')} "
+            lines.append(f"| {row['dataset']} | {row.get('detector', 'patchcore')} | "
+                         f"{row['variant']} | {row.get('bank', '-')} "
                          f"| {row['ms_per_image']:.0f} |")  # fmt: skip
     best = {path: max(r["images_per_s"] for r in block["runs"] if r["batch"] == 1)
             for path, block in serving["paths"].items()}  # fmt: skip

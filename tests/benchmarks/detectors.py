@@ -1,6 +1,7 @@
-"""Accuracy, speed and memory of PatchCore's default settings on every real dataset.
+"""Accuracy, speed and memory of every detector's default settings on every real dataset.
 
     python tests/benchmarks/detectors.py [--datasets weld,macaroni1] [--variants default]
+        [--detectors patchcore,efficientad]
 
 Per dataset, as `anomalyops fit` does: settings decided from train/good alone
 (components/detectors/auto.py), fit on all of train/good, image threshold calibrated on
@@ -14,16 +15,20 @@ components/training/folds.py) for a 1 % per-image false-positive rate. Then:
   images the shipped threshold flags and the share of defective ones it flags, and image
   AUROC with every test image 10 % darker, 10 % brighter, and shifted by 2 % of its size;
 - fit seconds and the cross-fitting's extra seconds, predict ms/img and ms per
-  megapixel (batch 8), bank size, HNSW recall@1
-  against exact search on the test images' patches, the exported graph's scratch bytes
-  per image and the Triton max batch sized from it.
+  megapixel (in process), and through the exported ONNX graph in onnxruntime (batch 1,
+  with its largest score gap to the in-process path); the detection rate per defect type
+  at the shipped threshold (transistor's `misplaced` is a logical anomaly);
+- PatchCore only: bank size, HNSW recall@1 against exact search on the test images'
+  patches, the exported graph's scratch bytes per image and the Triton max batch.
 
 Variants: `default` (what the code decides), `coreset1` (a 1 % bank, the old default),
 `size512` (512² parts at native resolution instead of 256²),
 `standardise` / `raw` (forced on / off:
 the alternatives the standardisation default was chosen against, on validation data).
-Writes results/detectors-<dataset>.json and results/detectors.md; timings on these shared
-2-core machines vary ±50 %: compare rows of one sitting (the load average is recorded).
+Writes results/detectors-<dataset>.json (a run replaces the rows of the detectors and
+variants it ran and keeps the others; each row records its commit, date and load) and
+results/detectors.md; timings on these shared 2-core machines vary ±50 %: compare rows
+of one sitting (the load average is recorded).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +48,8 @@ import torch
 
 from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.data.synthetic import paste_defects
-from anomalyops.components.detectors import create
+from anomalyops.components.deploy.export import EXTERNAL_DATA_BYTES, export_onnx
+from anomalyops.components.detectors import DETECTORS, create
 from anomalyops.components.detectors.auto import auto_settings, training_set_statistics
 from anomalyops.components.detectors.patchcore.search import build_index, recall_at_1, resolve
 from anomalyops.components.evaluation.metrics import aupro, auroc
@@ -89,10 +97,70 @@ def search_recall(detector, images: np.ndarray) -> dict | None:
     return recall_at_1(bank, queries, build_index(bank, "hnsw"))
 
 
-def run_one(name: str, variant: str, dataset: FolderDataset) -> dict:
+def bank_columns(detector, test_images: np.ndarray) -> dict:
+    """PatchCore's memory-bank columns (empty for detectors without a bank)."""
+    if detector.kind != "patchcore":
+        return {}
+    bank = len(detector.model.memory_bank)
+    return {
+        "bank": bank,
+        "search": resolve(detector.config.search, bank),
+        "recall": search_recall(detector, test_images[:: max(1, len(test_images) // 8)][:8]),
+        "scratch_mb_per_image": detector.model.scratch_bytes_per_image() / 1e6,
+        "max_batch_size": detector.model.max_batch_size(),
+    }
+
+
+def exported_graph(detector, images: np.ndarray, in_process: np.ndarray) -> dict:
+    """ms/img of the exported ONNX graph in onnxruntime at batch 1, and its largest score
+    gap to the in-process path relative to the score range (the parity that serving has)."""
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.onnx"
+        export_onnx(detector, path, EXTERNAL_DATA_BYTES)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(path), options, ["CPUExecutionProvider"])
+        session.run(None, {"image": images[:1]})  # warm-up
+        started = time.perf_counter()
+        scores = np.concatenate([session.run(None, {"image": images[i : i + 1]})[1]
+                                 for i in range(len(images))])  # fmt: skip
+        ms = 1000 * (time.perf_counter() - started) / len(images)
+    spread = float(np.ptp(in_process)) or 1.0
+    return {"onnx_ms_per_image": ms,
+            "onnx_max_gap": float(np.abs(scores - in_process).max() / spread)}  # fmt: skip
+
+
+def per_defect_type(test, flagged: np.ndarray, scores: np.ndarray) -> dict:
+    """Per defect type: the share the shipped threshold flags and image AUROC against
+    test/good (logical types such as transistor's `misplaced` show apart)."""
+    kinds = np.array([sample.defect_type for sample in test.samples])
+    good = kinds == "good"
+    return {
+        kind: {
+            "flagged": float(flagged[kinds == kind].mean()),
+            "image_auroc": auroc(
+                np.r_[np.zeros(good.sum()), np.ones((kinds == kind).sum())],
+                np.r_[scores[good], scores[kinds == kind]],
+            ),
+        }
+        for kind in sorted(set(kinds) - {"good"})
+    }
+
+
+def commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=HERE, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     paths = [s.path for s in dataset.train_samples()]
-    settings = auto_settings("patchcore", paths, VARIANTS[variant])
-    detector = create("patchcore", **settings)
+    settings = auto_settings(kind, paths, VARIANTS[variant])
+    detector = create(kind, **settings)
     size = detector.config.input_size
     train = dataset.load_train(size, progress=False)
     test = dataset.load_test(size, progress=False)
@@ -122,12 +190,14 @@ def run_one(name: str, variant: str, dataset: FolderDataset) -> dict:
     }
     shift_auroc = auroc(test.labels, detector.predict(shifted(test.images)).scores)
     flagged = prediction.scores > threshold.threshold
+    timed = np.flatnonzero(np.arange(len(test.images)) % max(1, len(test.images) // 8) == 0)[:8]
     row = {
         "dataset": name,
+        "detector": kind,
         "variant": variant,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
         "input_size": list(size),
-        "tiles": detector.model.grid.count,
+        "tiles": detector.model.grid.count if hasattr(detector.model, "grid") else 1,
         "val_image_auroc": auroc(val_labels, np.r_[good.scores, bad.scores]),
         "val_pixel_auroc": auroc(val_masks, np.concatenate([good.maps, bad.maps])),
         "image_auroc": auroc(test.labels, prediction.scores),
@@ -139,20 +209,20 @@ def run_one(name: str, variant: str, dataset: FolderDataset) -> dict:
         "test_good": int((test.labels == 0).sum()),
         "test_good_fpr": float(flagged[test.labels == 0].mean()),
         "defects_flagged": float(flagged[test.labels == 1].mean()),
+        "per_defect_type": per_defect_type(test, flagged, prediction.scores),
         "threshold": threshold.to_dict(),
         "fit_s": fit_s,
         "cross_fit_s": cross_fit_s,
         "ms_per_image": ms_per_image,
         "ms_per_megapixel": ms_per_image / megapixels,
-        "bank": len(detector.model.memory_bank),
-        "search": resolve(detector.config.search, len(detector.model.memory_bank)),
-        "recall": search_recall(detector, test.images[:: max(1, len(test.images) // 8)][:8]),
-        "scratch_mb_per_image": detector.model.scratch_bytes_per_image() / 1e6,
-        "max_batch_size": detector.model.max_batch_size(),
+        **exported_graph(detector, test.images[timed], prediction.scores[timed]),
+        **bank_columns(detector, test.images),
         "train_images": len(train.images),
         "calibration_folds": len(folds),
         "test_images": len(test.images),
         "load_average": os.getloadavg()[0],
+        "commit": commit(),
+        "date": time.strftime("%Y-%m-%d"),
     }
     if test.masks is not None:
         known = test.pixel_labelled
@@ -166,33 +236,48 @@ def markdown(rows: list[dict]) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
     lines = [
-        "| dataset | variant | input (tiles) | val img | val px | **image AUROC** | "
+        "| dataset | detector | variant | input (tiles) | val img | val px | **image AUROC** | "
         "**pixel AUROC** | AUPRO | ×0.9 | ×1.1 | shift | **good flagged** (FPR, target 1 %) | "
-        "**defects flagged** | fit s (+x-fit) | ms/img | "
+        "**defects flagged** | fit s (+x-fit) | ms/img | ms/img ONNX | "
         "ms/MP | bank (search, recall@1) | scratch MB/img (max batch) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "---:|---|---|",
     ]
     for r in rows:
         recall = f", {r['recall']['recall_at_1']:.3f}" if r.get("recall") else ""
         size = f"{r['input_size'][0]}×{r['input_size'][1]} ({r['tiles']})"
+        bank = f"{r['bank']} ({r['search']}{recall})" if "bank" in r else "–"
+        scratch = (f"{cell(r['scratch_mb_per_image'], 1)} ({r['max_batch_size']})"
+                   if "bank" in r else "–")  # fmt: skip
         lines.append(
-            f"| {r['dataset']} | {r['variant']} | {size} | {cell(r['val_image_auroc'])} | "
+            f"| {r['dataset']} | {r.get('detector', 'patchcore')} | {r['variant']} | {size} | "
+            f"{cell(r['val_image_auroc'])} | "
             f"{cell(r['val_pixel_auroc'])} | {cell(r['image_auroc'])} | "
             f"{cell(r['pixel_auroc'])} | {cell(r['aupro'])} | {cell(r['image_auroc_x0.9'])} | "
             f"{cell(r['image_auroc_x1.1'])} | {cell(r['image_auroc_shift'])} | "
             f"{r['test_good_flagged']}/{r['test_good']} ({cell(r['test_good_fpr'])}) | "
             f"{cell(r['defects_flagged'])} | "
             f"{cell(r['fit_s'], 1)} (+{cell(r['cross_fit_s'], 1)}) | "
-            f"{cell(r['ms_per_image'], 0)} | "
-            f"{cell(r['ms_per_megapixel'], 0)} | {r['bank']} ({r['search']}{recall}) | "
-            f"{cell(r['scratch_mb_per_image'], 1)} ({r['max_batch_size']}) |"
+            f"{cell(r['ms_per_image'], 0)} | {cell(r.get('onnx_ms_per_image'), 0)} | "
+            f"{cell(r['ms_per_megapixel'], 0)} | {bank} | {scratch} |"
         )
     return "\n".join(lines)
+
+
+def key(row: dict) -> tuple[str, str]:
+    return row.get("detector", "patchcore"), row["variant"]
+
+
+def order(row: dict) -> tuple[bool, str, str]:
+    """PatchCore (the default) first, then the other families by name."""
+    return key(row)[0] != "patchcore", *key(row)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--detectors", default="patchcore",
+                        help=f"comma-separated, of {', '.join(sorted(DETECTORS))}")  # fmt: skip
     parser.add_argument("--variants", default="default")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
@@ -201,17 +286,20 @@ def main() -> int:
         "backbone": "efficientnet_lite0",
         "cpu_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
-        "date": time.strftime("%Y-%m-%d"),
     }
     for name in args.datasets.split(","):
         dataset = FolderDataset(DATASETS[name])
         stats = training_set_statistics([s.path for s in dataset.train_samples()])
-        rows = []
-        for variant in args.variants.split(","):
-            rows.append(run_one(name, variant, dataset))
-            print(markdown(rows[-1:]).splitlines()[-1], flush=True)
         path = args.out / f"detectors-{name}.json"
-        result = {"meta": {**meta, "train_statistics": stats}, "rows": rows}
+        kept = json.loads(path.read_text())["rows"] if path.is_file() else []
+        rows = []
+        for kind in args.detectors.split(","):
+            for variant in args.variants.split(","):
+                rows.append(run_one(name, kind, variant, dataset))
+                print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+        ran = {key(row) for row in rows}
+        merged = sorted([r for r in kept if key(r) not in ran] + rows, key=order)
+        result = {"meta": {**meta, "train_statistics": stats}, "rows": merged}
         path.write_text(json.dumps(result, indent=2, default=list))
     every = [
         row
