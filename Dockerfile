@@ -25,7 +25,7 @@ COPY pipelines pipelines
 COPY serving serving
 
 FROM builder AS venv
-# cuda: PyPI's torch with its CUDA libraries (no detector code uses CUDA yet: untested on a GPU);
+# cuda: PyPI's torch with its CUDA libraries (`--device auto` uses them; untested on a GPU);
 # cpu: CPU wheels.
 ARG TORCH=cuda
 RUN make venv VENV=/opt/anomalyops EDITABLE= EXTRAS= TORCH=${TORCH}
