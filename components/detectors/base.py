@@ -249,20 +249,25 @@ class Detector(ABC):
         progress: bool = True,
         scored: np.ndarray | None = None,
     ) -> Prediction:
-        """Each fold of SCORED (default IMAGES, what fit() just learnt; row i of SCORED is
-        a copy of image i, such as one with a defect pasted on) by a model that never saw
-        that fold of IMAGES."""
+        """Each fold of SCORED (default IMAGES, what fit() just learnt) by a model that
+        never saw that fold of IMAGES.
+
+        SCORED may hold k copies of every image (row i + j·n is a copy of image i, such as
+        one with a defect pasted on): each fold's model is fitted once and scores them all.
+        """
         scored = images if scored is None else scored
-        if len(scored) != len(images):
+        if len(scored) == 0 or len(scored) % len(images):
             raise ValueError(
-                f"scored holds {len(scored)} images, not one per image ({len(images)})"
+                f"scored holds {len(scored)} images, not copies of the {len(images)} images"
             )
         self.check_images(scored)
+        copies = len(scored) // len(images)
         scores = np.empty(len(scored), np.float32)
         maps = np.empty((len(scored), *self.config.input_size), np.float32)
         for fold in tqdm(folds, desc="cross-fit", unit="fold", disable=not progress):
-            prediction = self.predict_out_of(images, fold, scored[fold])
-            scores[fold], maps[fold] = prediction.scores, prediction.maps
+            rows = (fold[None, :] + len(images) * np.arange(copies)[:, None]).ravel()
+            prediction = self.predict_out_of(images, fold, scored[rows])
+            scores[rows], maps[rows] = prediction.scores, prediction.maps
         return Prediction(scores, maps)
 
     def predict_out_of(

@@ -63,3 +63,23 @@ def test_patchcore_out_of_fold_needs_the_images_it_fit(weld_train):
     detector.update(weld_train[4:6], progress=False)  # rows from images fit() never saw
     with pytest.raises(RuntimeError, match="fit first"):
         detector.out_of_fold(weld_train[:4], session_folds(4, 2), progress=False)
+
+
+def test_copies_of_the_images_are_scored_by_one_fit_per_fold(weld_train, monkeypatch):
+    images = weld_train[:20]
+    detector = create("padim", weights="random").fit(images, progress=False)
+    folds = session_folds(len(images))
+    plain = detector.out_of_fold(images, folds, progress=False)
+    fits = []
+    original = type(detector).fit
+    monkeypatch.setattr(
+        type(detector), "fit", lambda self, *a, **k: fits.append(1) or original(self, *a, **k)
+    )
+    darker = (images * 0.5).astype(np.uint8)
+    both = detector.out_of_fold(images, folds, progress=False,
+                                scored=np.concatenate([images, darker]))  # fmt: skip
+    assert len(fits) == len(folds)  # not one per copy
+    np.testing.assert_array_equal(both.scores[:20], plain.scores)
+    assert not np.array_equal(both.scores[20:], plain.scores)
+    with pytest.raises(ValueError, match="copies of the 20 images"):
+        detector.out_of_fold(images, folds, progress=False, scored=images[:7])
