@@ -32,6 +32,10 @@ def model_settings(args: argparse.Namespace) -> dict:
         settings["standardise"] = args.standardise
     if args.detector == "patchcore" and args.coreset is not None:
         settings["coreset_ratio"] = args.coreset
+    if args.steps is not None:  # a detector that does not learn refuses it by name
+        settings["steps"] = args.steps
+    if args.time_budget is not None:
+        settings["time_budget_s"] = args.time_budget
     return settings
 
 
@@ -51,6 +55,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="standardise each image's intensity (default: on where train/good brightness "
         "varies by more than 10 %%)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        help="training steps of a detector that learns (stpm, efficientad, cflow, "
+        "autoencoder; default: its CPU-sized default)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=finite_positive,
+        help="seconds a learning detector may train for each fit; stops early and keeps "
+        "the best weights so far (default: no limit, the steps decide)",
     )
     parser.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate")
     parser.add_argument(

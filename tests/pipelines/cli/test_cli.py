@@ -106,3 +106,10 @@ def test_device_flag_runs_here_and_a_missing_gpu_is_one_line(model, weld, tmp_pa
         assert "no CUDA GPU" in error and "Traceback" not in error and not out.exists()
     assert main(["fit", "--data", str(weld), "--out", str(out), "--device", "tpu"]) == 2
     assert "auto, cpu, cuda" in capsys.readouterr().err
+
+
+def test_training_steps_are_refused_by_a_detector_that_does_not_learn(weld, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["fit", "--data", str(weld), "--out", str(out), "--steps", "5"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown settings ['steps']" in error and "patchcore" in error and not out.exists()
