@@ -7,11 +7,12 @@ not later inside a request or a metric.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+
+from anomalyops.serving.contract.json_file import read_json_file
 
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
@@ -23,17 +24,7 @@ class ModelFileError(ValueError):
 def read_json(path: str | Path, schema: dict[str, Any]) -> Any:
     """PATH parsed and checked against SCHEMA (JSON Schema draft 2020-12)."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # a folder, or a link to /dev/zero: never read
-        raise ModelFileError(f"{path}: not a regular file")
-    try:
-        body = json.loads(path.read_text(), parse_constant=_non_finite)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        # ValueError: bad JSON, or an integer past Python's digit limit; RecursionError:
-        # nesting deeper than the parser can follow.
-        raise ModelFileError(f"{path}: not readable JSON ({type(error).__name__}: "
-                             f"{str(error)[:200]})") from None  # fmt: skip
+    body = read_json_file(path, ModelFileError, finite=True)
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(body), key=lambda e: list(e.path)
     )
@@ -42,7 +33,3 @@ def read_json(path: str | Path, schema: dict[str, Any]) -> Any:
         where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
         raise ModelFileError(f"{path}: {where}: {first.message}")
     return body
-
-
-def _non_finite(name: str) -> None:
-    raise json.JSONDecodeError(f"non-finite number {name}", name, 0)

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anomalyops.serving.contract.json_file import read_json_file
 from anomalyops.serving.contract.thresholds import ThresholdError, check_thresholds
 
 FORMAT_VERSION = 1
@@ -201,13 +202,5 @@ def load_contract(directory: str | Path) -> ModelContract:
     path = Path(directory)
     if path.is_dir():
         path = path / CONTRACT_FILE
-    if not path.exists():
-        raise ContractError(f"{path}: missing; is {path.parent} an exported model?")
-    if not path.is_file():
-        raise ContractError(f"{path}: not a regular file")
-    try:
-        body = json.loads(path.read_text())
-    except (ValueError, RecursionError, OSError) as error:  # bad JSON, deep nesting, I/O
-        raise ContractError(f"{path}: not readable JSON ({type(error).__name__}: "
-                            f"{str(error)[:200]})") from None  # fmt: skip
+    body = read_json_file(path, ContractError, f"missing; is {path.parent} an exported model?")
     return parse_contract(body, str(path))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalyops.serving.contract.json_file import read_json_file
 from anomalyops.serving.images.statistics import STATISTICS
 
 REFERENCE_FILE = "reference.json"
@@ -104,14 +105,8 @@ def load_reference(directory: str | Path) -> Reference:
     path = Path(directory)
     if path.is_dir():
         path = path / REFERENCE_FILE
-    if not path.is_file():
-        raise ReferenceError(f"{path}: missing; the model was trained before references existed")
-    try:
-        body = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        # ValueError: bad JSON, or an integer past Python's digit limit.
-        raise ReferenceError(f"{path}: not readable JSON ({type(error).__name__}: "
-                             f"{str(error)[:200]})") from None  # fmt: skip
+    body = read_json_file(path, ReferenceError,
+                          "missing; the model was trained before references existed")  # fmt: skip
     if not isinstance(body, dict):
         raise ReferenceError(f"{path}: expected a JSON object, got {type(body).__name__}")
     try:
