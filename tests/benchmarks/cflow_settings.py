@@ -2,7 +2,8 @@
 
     python tests/benchmarks/cflow_settings.py [--datasets bottle,weld] [--variants a,b]
 
-Per dataset: train/good split 80/20 (seeded); fit on the 80 %, score the held-out 20 %
+Per dataset, settings as `anomalyops fit` decides them (auto_settings: standardisation
+on for weld), then: train/good split 80/20 (seeded); fit on the 80 %, score the held-out 20 %
 as they are and with CutPaste defects pasted on (components/data/synthetic.paste_defects,
 three seeds). Validation image AUROC: clean vs pasted; pixel AUROC on the pasted masks.
 Both anomaly maps are read from the one fit: `lik` (the paper's: shifted likelihoods
@@ -26,6 +27,7 @@ import torch
 from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.data.synthetic import paste_defects
 from anomalyops.components.detectors import create
+from anomalyops.components.detectors.auto import auto_settings
 from anomalyops.components.evaluation.metrics import auroc
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -38,6 +40,7 @@ DATASETS = {
 VARIANTS = {
     "default": {},
     "strides3": {"strides": (4, 8, 16)},
+    "steps300": {"steps": 300},
     "steps500": {"steps": 500},
     "steps2000": {"steps": 2000},
     "lr1e-3": {"learning_rate": 1e-3},
@@ -69,13 +72,15 @@ def run_one(name: str, variant: str, dataset: FolderDataset) -> dict:
     test = dataset.load_test((256, 256), progress=False)
     order = np.random.default_rng(0).permutation(len(train))
     held, fit = train[order[: len(train) // 5]], train[order[len(train) // 5 :]]
-    detector = create("cflow", **VARIANTS[variant])
+    paths = [sample.path for sample in dataset.train_samples()]
+    detector = create("cflow", **auto_settings("cflow", paths, VARIANTS[variant]))
     wall, cpu = time.perf_counter(), time.process_time()
     detector.fit(fit, progress=False)
     row = {"dataset": name, "variant": variant, "fit_images": len(fit),
            "fit_s": time.perf_counter() - wall, "fit_cpu_s": time.process_time() - cpu,
            "load": os.getloadavg()[0], "steps": detector.log.steps,
-           "stopped": detector.log.stopped, "val_nll": detector.log.validation}  # fmt: skip
+           "stopped": detector.log.stopped, "standardise": detector.config.standardise,
+           "val_nll": detector.log.validation}  # fmt: skip
     pasted = [paste_defects(held, seed=seed) for seed in (1, 2, 3)]
     clean = both_maps(detector, held)
     defective = [both_maps(detector, images) for images, _ in pasted]

@@ -100,7 +100,7 @@ class ConditionalFlow(nn.Module):
         weights that saw the images it is meant not to know)."""
         for index, block in enumerate(self.blocks):
             block.reset(generator)
-            if index < len(self.permutations):
+            if index < len(self.blocks) - 1:
                 self.permutations[index] = torch.randperm(self.channels, generator=generator)
 
     def standardise_from(self, positions: torch.Tensor) -> None:
@@ -116,7 +116,7 @@ class ConditionalFlow(nn.Module):
         for index, block in enumerate(self.blocks):
             z, block_log_det = block(z, condition)
             log_det = log_det + block_log_det
-            if index < len(self.permutations):
+            if index < len(self.blocks) - 1:
                 z = z.index_select(-1, self.permutations[index])
         return (log_det - 0.5 * (z * z).sum(-1)) / self.channels - HALF_LOG_2PI
 
