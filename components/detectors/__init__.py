@@ -5,13 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from anomalyops.components.detectors.base import CONFIG_FILE, Detector, Prediction, read_saved
+from anomalyops.components.detectors.efficientad.detector import EfficientAD
 from anomalyops.components.detectors.padim.detector import PaDiM
 from anomalyops.components.detectors.patchcore.detector import PatchCore
 from anomalyops.components.json_files import ModelFileError
 
-DETECTORS: dict[str, type[Detector]] = {cls.kind: cls for cls in (PatchCore, PaDiM)}
+DETECTORS: dict[str, type[Detector]] = {cls.kind: cls for cls in (PatchCore, PaDiM, EfficientAD)}
 
-__all__ = ["DETECTORS", "Detector", "PaDiM", "PatchCore", "Prediction", "create", "load_detector"]
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "EfficientAD",
+    "PaDiM",
+    "PatchCore",
+    "Prediction",
+    "create",
+    "load_detector",
+]
 
 
 def create(kind: str, weights: str = "imagenet", **settings) -> Detector:
