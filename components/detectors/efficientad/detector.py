@@ -97,9 +97,9 @@ class EfficientAD(Detector):
 
     def build_model(self, weights: str) -> EfficientADModel:
         config = self.config
-        teacher = Backbone(config.backbone, config.strides, weights, config.standardise)
         with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG intact
             torch.manual_seed(config.seed)
+            teacher = Backbone(config.backbone, config.strides, weights, config.standardise)
             return EfficientADModel(teacher, config.input_size, config.sigma, config.widths)
 
     def fit(self, images: np.ndarray, progress: bool = True) -> Self:
