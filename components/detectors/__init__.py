@@ -6,16 +6,20 @@ from pathlib import Path
 
 from anomalyops.components.detectors.base import CONFIG_FILE, Detector, Prediction, read_saved
 from anomalyops.components.detectors.cflow.detector import CFlow
+from anomalyops.components.detectors.efficientad.detector import EfficientAD
 from anomalyops.components.detectors.padim.detector import PaDiM
 from anomalyops.components.detectors.patchcore.detector import PatchCore
 from anomalyops.components.json_files import ModelFileError
 
-DETECTORS: dict[str, type[Detector]] = {cls.kind: cls for cls in (PatchCore, PaDiM, CFlow)}
+DETECTORS: dict[str, type[Detector]] = {
+    cls.kind: cls for cls in (PatchCore, PaDiM, CFlow, EfficientAD)
+}
 
 __all__ = [
     "DETECTORS",
     "CFlow",
     "Detector",
+    "EfficientAD",
     "PaDiM",
     "PatchCore",
     "Prediction",
