@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from anomalyops.components.detectors.autoencoder.detector import Autoencoder
 from anomalyops.components.detectors.base import CONFIG_FILE, Detector, Prediction, read_saved
 from anomalyops.components.detectors.padim.detector import PaDiM
 from anomalyops.components.detectors.patchcore.detector import PatchCore
 from anomalyops.components.detectors.stpm.detector import STPM
 from anomalyops.components.json_files import ModelFileError
 
-DETECTORS: dict[str, type[Detector]] = {cls.kind: cls for cls in (PatchCore, PaDiM, STPM)}
+DETECTORS: dict[str, type[Detector]] = {
+    cls.kind: cls for cls in (PatchCore, PaDiM, STPM, Autoencoder)
+}
 
 __all__ = ["DETECTORS", "Detector", "PaDiM", "PatchCore", "Prediction", "create", "load_detector"]
 
