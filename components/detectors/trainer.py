@@ -165,7 +165,7 @@ class Trainer:
             loss.backward()
             optimizer.step()
             schedule.step()
-            running.append(float(loss))
+            running.append(float(loss.detach()))
             log.steps = number + 1
             bar.update(1)
             last = log.steps == settings.steps
