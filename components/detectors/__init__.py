@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from anomalyops.components.detectors.autoencoder.detector import Autoencoder
 from anomalyops.components.detectors.base import CONFIG_FILE, Detector, Prediction, read_saved
 from anomalyops.components.detectors.cflow.detector import CFlow
 from anomalyops.components.detectors.efficientad.detector import EfficientAD
 from anomalyops.components.detectors.padim.detector import PaDiM
 from anomalyops.components.detectors.patchcore.detector import PatchCore
+from anomalyops.components.detectors.stpm.detector import STPM
 from anomalyops.components.json_files import ModelFileError
 
 DETECTORS: dict[str, type[Detector]] = {
-    cls.kind: cls for cls in (PatchCore, PaDiM, CFlow, EfficientAD)
+    cls.kind: cls for cls in (PatchCore, PaDiM, STPM, EfficientAD, CFlow, Autoencoder)
 }
 
 __all__ = [
     "DETECTORS",
+    "STPM",
+    "Autoencoder",
     "CFlow",
     "Detector",
     "EfficientAD",

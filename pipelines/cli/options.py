@@ -9,7 +9,7 @@ from anomalyops.components.training.folds import FOLDS
 
 # The registries' names, spelled out so that building the parser imports no torch;
 # a test keeps them equal to components.detectors.DETECTORS and backbones.BACKBONES.
-DETECTOR_KINDS = ("cflow", "efficientad", "padim", "patchcore")
+DETECTOR_KINDS = ("autoencoder", "cflow", "efficientad", "padim", "patchcore", "stpm")
 BACKBONE_NAMES = ("efficientnet_lite0", "mobilenet_v2", "resnet18", "wide_resnet50_2")
 
 
