@@ -41,11 +41,10 @@ VARIANTS = {
     "default": {},
     "strides3": {"strides": (4, 8, 16)},
     "steps300": {"steps": 300},
-    "steps500": {"steps": 500},
     "steps2000": {"steps": 2000},
-    "lr1e-3": {"learning_rate": 1e-3},
-    "lr5e-5": {"learning_rate": 5e-5},
-    "positions256": {"positions": 256},
+    "lr2e-4": {"learning_rate": 2e-4},
+    "lr2e-3": {"learning_rate": 2e-3},
+    "positions256": {"positions": 256, "steps": 2000},
     "blocks4": {"coupling_blocks": 4},
 }
 

@@ -10,6 +10,7 @@ import torch
 
 from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import Detector
+from anomalyops.components.detectors.cflow.flow import ConditionalFlow
 from anomalyops.components.detectors.cflow.torch_model import CFlowModel
 from anomalyops.components.detectors.trainer import (
     LearnedConfig,
@@ -35,7 +36,7 @@ class CFlowConfig(LearnedConfig):
     clamp: float = 1.9  # bound of each block's log-scale (soft, tanh)
     positions: int = 512  # feature vectors per scale drawn per step from the step's images
     steps: int = 1000
-    learning_rate: float = 2e-4
+    learning_rate: float = 1e-3
     validate_every: int = 100
 
 
@@ -59,46 +60,40 @@ class CFlow(Detector):
         if len(images) < 2:
             raise ValueError("CFLOW needs at least 2 good images")
         config, flows = self.config, self.model.flows
-        self.model.reset(config.seed)
+        self.model.reset(config.seed)  # a refit copy forgets what the fit before it saw
         features = extract(self.backbone, images, self.device, progress=progress)
         vectors = [f.flatten(2).transpose(1, 2).contiguous() for f in features]  # N×hw×C
-        train, held = (
-            torch.from_numpy(i).to(self.device)
-            for i in validation_split(len(images), seed=config.seed)
-        )
+        train, held = (torch.from_numpy(part).to(self.device)
+                       for part in validation_split(len(images), seed=config.seed))  # fmt: skip
         for flow, x in zip(flows, vectors, strict=True):
             flow.standardise_from(x[train])
         generator = torch.Generator().manual_seed(config.seed)
 
         def step(indices: torch.Tensor) -> torch.Tensor:
-            """Mean per-dimension NLL of random positions of the batch's images."""
+            """Mean per-dimension NLL of random positions of the batch's images, summed
+            over scales (each scale's flow learns on its own)."""
             loss = torch.zeros((), device=self.device)
             for flow, x in zip(flows, vectors, strict=True):
-                pick = indices[
-                    torch.randint(len(indices), (config.positions,), generator=generator)
-                ]
+                slot = torch.randint(len(indices), (config.positions,), generator=generator)
                 where = torch.randint(x.shape[1], (config.positions,), generator=generator)
-                pick, where = pick.to(self.device), where.to(self.device)
-                loss = (
-                    loss - flow.log_likelihood(x[train[pick], where], flow.condition[where]).mean()
-                )
+                image, where = train[indices[slot].to(self.device)], where.to(self.device)
+                loss = loss - flow.log_likelihood(x[image, where], flow.condition[where]).mean()
             return loss
 
         def validate() -> float:
-            return -sum(float(self._log_likelihoods(flow, x[held]).mean())
+            return -sum(float(_log_likelihoods(flow, x[held]).mean())
                         for flow, x in zip(flows, vectors, strict=True))  # fmt: skip
 
         trainer = Trainer(config.train_settings(), "train cflow", progress)
         self.log: TrainLog = trainer.run([flows], len(train), step, validate if len(held) else None)
-        with torch.no_grad():
-            for flow, x in zip(flows, vectors, strict=True):
-                flow.shift = self._log_likelihoods(flow, x).max()
+        for flow, x in zip(flows, vectors, strict=True):
+            flow.shift = _log_likelihoods(flow, x).max()
         self.fitted = True
         return self
 
-    @staticmethod
-    @torch.no_grad()
-    def _log_likelihoods(flow: torch.nn.Module, vectors: torch.Tensor) -> torch.Tensor:
-        """Per-dimension log-likelihoods of every position of N×hw×C vectors, N×hw."""
-        return torch.cat([flow.log_likelihood(chunk, flow.condition)
-                          for chunk in vectors.split(IMAGES_PER_PASS)])  # fmt: skip
+
+@torch.no_grad()
+def _log_likelihoods(flow: ConditionalFlow, vectors: torch.Tensor) -> torch.Tensor:
+    """Per-dimension log-likelihoods of every position of N×hw×C vectors, N×hw."""
+    return torch.cat([flow.log_likelihood(chunk, flow.condition)
+                      for chunk in vectors.split(IMAGES_PER_PASS)])  # fmt: skip

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
 import torch
+from torch import nn
 
 from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import Detector
@@ -29,6 +31,33 @@ class STPMConfig(LearnedConfig):
     crop: int | None = 128  # train on random square crops this big (None: whole images)
     steps: int = 400
     learning_rate: float = 1e-3
+
+
+# Training images whose whole-image statistics the student's batch norms take before each
+# validation and after training (recalibrate).
+CALIBRATION_IMAGES = 32
+
+
+@torch.no_grad()
+def recalibrate(network: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Batch-norm running statistics recomputed exactly for the current weights.
+
+    A student trained from scratch moves fast; the running averages trail its weights, and
+    in eval mode it matched the teacher far worse than in training (bottle, whole images,
+    step 110: validation loss 1.59 against a training loss of 0.36).
+    """
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    mode = network.training
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches below
+    network.train()
+    for batch in batches:
+        network(batch)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    network.train(mode)
 
 
 def pyramid_loss(teacher: list[torch.Tensor], student: list[torch.Tensor]) -> torch.Tensor:
@@ -89,6 +118,7 @@ class STPM(Detector):
         train_rows = torch.from_numpy(train).to(self.device)
         generator = torch.Generator().manual_seed(config.seed)
         strides = model.backbone.strides
+        calibration = pixels[train_rows[:CALIBRATION_IMAGES]].split(self.batch_size)
 
         def step(indices: torch.Tensor) -> torch.Tensor:
             rows = train_rows[indices.to(self.device)]
@@ -100,6 +130,7 @@ class STPM(Detector):
             return pyramid_loss(targets, model.student_features(pixels[rows][:, ys, xs]))
 
         def validate() -> float:
+            recalibrate(model.student, calibration)
             losses = []
             for chunk in torch.from_numpy(held).to(self.device).split(self.batch_size):
                 loss = pyramid_loss(
@@ -111,6 +142,7 @@ class STPM(Detector):
         self.log = Trainer(config.train_settings(), "train student", progress).run(
             [model.student], len(train), step, validate if len(held) else None
         )
+        recalibrate(model.student, calibration)
         model.student.requires_grad_(False)
         self.fitted = True
         return self
