@@ -29,7 +29,7 @@ class STPMConfig(LearnedConfig):
     strides: tuple[int, ...] = (4, 8, 16)
     combine: str = "product"  # per-scale distances multiplied or summed into one map
     crop: int | None = 128  # train on random square crops this big (None: whole images)
-    steps: int = 400
+    steps: int = 450
     learning_rate: float = 1e-3
 
 
