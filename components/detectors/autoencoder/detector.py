@@ -25,7 +25,12 @@ from anomalyops.components.detectors.trainer import (
 
 @dataclass
 class AutoencoderConfig(LearnedConfig):
-    """Feature-reconstruction settings. CHOSEN: to be filled in from validation runs."""
+    """Feature-reconstruction settings.
+
+    Provisional: set by short validation runs (held-out train/good and pasted
+    defects) on a machine loaded by other jobs; the benchmark sitting that confirms
+    them, and the fit time on a quiet machine, are pending.
+    """
 
     strides: tuple[int, ...] = (8, 16)
     hidden: int = 256

@@ -27,7 +27,9 @@ IMAGES_PER_PASS = 16  # held-out and shift passes: bounded memory, whatever the 
 class CFlowConfig(LearnedConfig):
     """CFLOW-AD settings.
 
-    Chosen on validation data only (tests/benchmarks/cflow_settings.py): ...
+    Provisional: set on validation data only (tests/benchmarks/cflow_settings.py:
+    held-out train/good and pasted defects) by short runs on a machine loaded by other
+    jobs; the benchmark sitting that confirms them is pending.
     """
 
     strides: tuple[int, ...] = (8, 16)

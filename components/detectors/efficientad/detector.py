@@ -51,7 +51,8 @@ class EfficientADConfig(LearnedConfig):
     1.5× the fit time: (8,). Penalty 1.0: 0.94 against 0.96, for 1.5× the student's work.
     The losses still fall at the last step: more steps help where time allows.
 
-    Fit time with these defaults on bottle (209 images, 256²): FIT_SECONDS.
+    Fit time with these defaults on bottle (209 images, 256²): not measured on a quiet
+    machine yet.
     """
 
     strides: tuple[int, ...] = (8,)

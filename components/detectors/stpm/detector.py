@@ -24,7 +24,12 @@ from anomalyops.components.detectors.trainer import (
 
 @dataclass
 class STPMConfig(LearnedConfig):
-    """STPM settings. CHOSEN: to be filled in from the validation runs."""
+    """STPM settings.
+
+    Provisional: set by short validation runs (held-out train/good and pasted
+    defects) on a machine loaded by other jobs; the benchmark sitting that confirms
+    them, and the fit time on a quiet machine, are pending.
+    """
 
     strides: tuple[int, ...] = (4, 8, 16)
     combine: str = "product"  # per-scale distances multiplied or summed into one map
