@@ -12,17 +12,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from parity import ATOL, MAP_RTOL, RTOL
 
 from anomalyops.components.deploy.export import DATA_FILE, export
 from anomalyops.components.detectors import create
 from anomalyops.components.training.train import train
 from anomalyops.serving.contract.model import ContractError, load_contract
-
-RTOL, ATOL = 1e-4, 1e-3
-# Maps of standardised PaDiM (weld is standardised by default: its brightness varies):
-# seen |Δ| ≤ 0.023, relative ≤ 8.4e-4. onnxruntime and torch sum the per-image mean/std
-# in a different order and PaDiM's inverse covariance amplifies the difference.
-MAP_RTOL = 2e-3
 
 
 @pytest.fixture(scope="module", params=["patchcore", "padim"])

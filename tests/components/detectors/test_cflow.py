@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from planted import plant_checkerboard
 
 from anomalyops.components.deploy.export import export_onnx
 from anomalyops.components.detectors import create, load_detector
@@ -110,11 +111,10 @@ def test_same_seed_same_scores_and_refit_forgets(fitted, images):
     assert not np.array_equal(fitted.predict(images).scores, other.predict(images).scores)
 
 
-def test_planted_defect_scores_above_the_clean_image(weld_splits):
+def test_a_planted_defect_scores_above_its_clean_image(weld_splits):
     train, test = weld_splits
     detector = create("cflow", steps=150, positions=256).fit(train.images, progress=False)
     clean = test.images[test.labels == 0][:4]
-    planted = clean.copy()
-    planted[:, 100:124, 120:144] = 255
+    planted = plant_checkerboard(clean, 112, 112)
     scores = detector.predict(np.concatenate([clean, planted])).scores
     assert (scores[4:] > scores[:4]).all()

@@ -4,6 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from planted import plant_checkerboard
 
 from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.deploy.export import EXTERNAL_DATA_BYTES, export_onnx
@@ -97,15 +98,14 @@ def test_same_seed_gives_same_scores(small_weld):
     )
 
 
-def test_planted_bright_square_scores_above_the_clean_image(weld):
+def test_a_planted_defect_scores_above_its_clean_image(weld):
     dataset = FolderDataset(weld)
     train = dataset.load_train((128, 128), progress=False)
     test = dataset.load_test((128, 128), progress=False)
     detector = create("efficientad", input_size=(128, 128), steps=80, validate_every=40)
     detector.fit(train.images, progress=False)
     clean = test.images[test.labels == 0][:4]
-    planted = clean.copy()
-    planted[:, 40:56, 60:76] = 255
+    planted = plant_checkerboard(clean, 48, 48)
     clean_scores, planted_scores = detector.predict(clean).scores, detector.predict(planted).scores
     assert (planted_scores > clean_scores).all(), (clean_scores, planted_scores)
 

@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from planted import plant_checkerboard
 
 from anomalyops.components.deploy.export import export_onnx
 from anomalyops.components.detectors import create, load_detector
@@ -99,12 +100,8 @@ def test_training_crops_lie_on_the_teacher_grid():
 
 
 def test_a_planted_defect_scores_above_its_clean_image(weld_splits):
-    """A bright square checkered with black in the middle of good parts. (A plain bright
-    square is no defect on weld: most parts are saturated white there.)"""
     train, test = weld_splits
     detector = create("stpm", steps=150, validate_every=50).fit(train.images, progress=False)
     clean = test.images[test.labels == 0][::4]
-    planted = clean.copy()
-    checkered = np.indices((32, 32)).sum(0) // 4 % 2 * 255
-    planted[:, 112:144, 112:144] = checkered[..., None].astype(np.uint8)
+    planted = plant_checkerboard(clean, 112, 112)
     assert (detector.predict(planted).scores > detector.predict(clean).scores).all()

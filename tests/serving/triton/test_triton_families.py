@@ -5,6 +5,7 @@ score through Triton as `predict` scores in process."""
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
+from parity import ATOL, MAP_RTOL, RTOL
 
 from anomalyops.components.detectors import DETECTORS
 
@@ -54,7 +55,6 @@ def test_each_family_scores_through_triton_as_in_process(kind, served, exports, 
         result = client.infer(f"weld-{kind}", [tensor])
     finally:
         client.close()
-    np.testing.assert_allclose(result.as_numpy("score")[:, 0], expected.scores, rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
-    np.testing.assert_allclose(result.as_numpy("anomaly_map")[:, 0], expected.maps, rtol=1e-4,
-                               atol=1e-3)  # fmt: skip
+    scores, maps = result.as_numpy("score")[:, 0], result.as_numpy("anomaly_map")[:, 0]
+    np.testing.assert_allclose(scores, expected.scores, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(maps, expected.maps, rtol=MAP_RTOL, atol=ATOL)
