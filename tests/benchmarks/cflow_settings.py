@@ -44,7 +44,8 @@ VARIANTS = {
     "steps2000": {"steps": 2000},
     "lr2e-4": {"learning_rate": 2e-4},
     "lr2e-3": {"learning_rate": 2e-3},
-    "positions256": {"positions": 256, "steps": 2000},
+    "positions256": {"positions": 256, "steps": 2000},  # the default's vectors, half per step
+    "half": {"positions": 256},  # half the training compute
     "blocks4": {"coupling_blocks": 4},
 }
 
