@@ -16,7 +16,7 @@ from anomalyops.components.detectors.efficientad.detector import (
 )
 
 # Mechanics: an untrained teacher, 64² inputs, a few steps.
-QUICK = {"input_size": (64, 64), "steps": 30, "batch_size": 2, "validate_every": 10}
+QUICK = {"input_size": (64, 64), "steps": 12, "batch_size": 4, "validate_every": 4}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_onnx_graph_matches_predict(fitted, small_weld, tmp_path):
 
 def test_same_seed_gives_same_scores(small_weld):
     train, test = small_weld
-    settings = QUICK | {"steps": 8}
+    settings = QUICK | {"steps": 4}
     first, second = (
         create("efficientad", weights="random", **settings).fit(train.images, progress=False)
         for _ in range(2)
