@@ -300,10 +300,11 @@ def main() -> int:
             for variant in args.variants.split(","):
                 rows.append(run_one(name, kind, variant, dataset))
                 print(markdown(rows[-1:]).splitlines()[-1], flush=True)
-        ran = {key(row) for row in rows}
-        merged = sorted([r for r in kept if key(r) not in ran] + rows, key=order)
-        result = {"meta": {**meta, "train_statistics": stats}, "rows": merged}
-        path.write_text(json.dumps(result, indent=2, default=list))
+                # Written after every row: a sitting cut short keeps what it measured.
+                ran = {key(row) for row in rows}
+                merged = sorted([r for r in kept if key(r) not in ran] + rows, key=order)
+                result = {"meta": {**meta, "train_statistics": stats}, "rows": merged}
+                path.write_text(json.dumps(result, indent=2, default=list))
     every = [
         row
         for name in DATASETS
