@@ -106,7 +106,7 @@ class TransformerProcess:
     def _ready(self) -> bool:
         try:
             with urllib.request.urlopen(self.url, timeout=2) as response:
-                # kserve answers 200 with {"ready": false} for a registered, unready model
+                # kserve answers 503 for a registered, unready model (errors.ModelNotReady)
                 return response.status == 200 and json.loads(response.read()).get("ready") is True
         except (urllib.error.URLError, OSError, ValueError):
             return False

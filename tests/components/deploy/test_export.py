@@ -24,7 +24,7 @@ from anomalyops.serving.contract.model import ContractError, load_contract
 def trained(request, weld, tmp_path_factory):
     settings = {"coreset_ratio": 0.01} if request.param == "patchcore" else {}
     out = tmp_path_factory.mktemp(request.param) / "model"
-    return train(weld, out, request.param, settings, progress=False)
+    return train(weld, out, request.param, settings, calibration_folds=2, progress=False)
 
 
 def run_onnx(directory, images):

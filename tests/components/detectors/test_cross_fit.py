@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.detectors import create
 from anomalyops.components.training.folds import session_folds
 
@@ -13,9 +14,10 @@ def weld_train(weld_splits):
     return weld_splits[0].images
 
 
-@pytest.mark.parametrize("kind", ["patchcore", "padim"])
-def test_out_of_fold_scores_lie_above_in_sample_ones(kind, weld_train):
-    detector = create(kind)
+@pytest.mark.parametrize("kind, side", [("patchcore", 256), ("padim", 128)])  # PaDiM: speed
+def test_out_of_fold_scores_lie_above_in_sample_ones(kind, side, weld):
+    weld_train = FolderDataset(weld).load_train((side, side), progress=False).images
+    detector = create(kind, input_size=(side, side))
     folds = session_folds(len(weld_train))
     oof = detector.cross_fit(weld_train, folds, progress=False)
     assert oof.scores.shape == (len(weld_train),) and np.isfinite(oof.scores).all()
@@ -65,9 +67,9 @@ def test_patchcore_out_of_fold_needs_the_images_it_fit(weld_train):
         detector.out_of_fold(weld_train[:4], session_folds(4, 2), progress=False)
 
 
-def test_copies_of_the_images_are_scored_by_one_fit_per_fold(weld_train, monkeypatch):
-    images = weld_train[:20]
-    detector = create("padim", weights="random").fit(images, progress=False)
+def test_copies_of_the_images_are_scored_by_one_fit_per_fold(weld, monkeypatch):
+    images = FolderDataset(weld).load_train((64, 64), progress=False).images[:20]
+    detector = create("padim", weights="random", input_size=(64, 64)).fit(images, progress=False)
     folds = session_folds(len(images))
     plain = detector.out_of_fold(images, folds, progress=False)
     fits = []

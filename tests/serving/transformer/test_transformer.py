@@ -284,13 +284,13 @@ def test_starts_unready_before_triton_and_serves_once_it_answers(
     harness.process = subprocess.Popen(harness.command, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                if httpx.get(harness.url, timeout=5).json().get("ready") is False:
-                    break
+        deadline, status = time.monotonic() + 60, None
+        while status is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
+                status = httpx.get(harness.url, timeout=5).status_code
             time.sleep(0.5)
-        assert harness.process.poll() is None  # alive and unready
+        # KServe answers a registered, unready model 503 (kserve/errors.py, ModelNotReady)
+        assert status == 503 and harness.process.poll() is None  # alive and unready
         answer = predict(harness.url, [{"image": b64(first(weld / "test" / "good"))}])
         assert answer.status_code == 503
         with triton_server(repository, http_port=port):
