@@ -26,8 +26,10 @@ Variants: `default` (what the code decides), `coreset1` (a 1 % bank, the old def
 `standardise` / `raw` (forced on / off:
 the alternatives the standardisation default was chosen against, on validation data).
 Writes results/detectors-<dataset>.json (a run replaces the rows of the detectors and
-variants it ran and keeps the others; each row records its commit, date and load) and
-results/detectors.md; timings on these shared 2-core machines vary ±50 %: compare rows
+variants it ran and keeps the others; each row records its commit, date and load),
+results/detectors.md and results/detector-families.md (every family's default row, its
+means over the datasets and the published anchors; `--tables-only` rewrites both tables
+from the results files); timings on these shared 2-core machines vary ±50 %: compare rows
 of one sitting (the load average is recorded).
 """
 
@@ -267,6 +269,75 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# Published MVTec AD means over its 15 categories (image AUROC, %), each from its paper,
+# on the paper's backbone and resolution: context for the rows, not a like-for-like match.
+ANCHORS = {
+    "patchcore": "99.2 (WideResNet-50)",
+    "padim": "97.9 (WideResNet-50)",
+    "stpm": "95.5 (ResNet-18)",
+    "efficientad": "98.8 EfficientAD-S; MVTec LOCO 90.0",
+    "cflow": "98.3 (WideResNet-50)",
+    "autoencoder": "– (MemAE: none on MVTec AD)",
+}
+LOGICAL = {"transistor": "misplaced"}  # the logical anomaly types of these sets
+
+
+def families_markdown(rows: list[dict]) -> str:
+    """Every family's `default` row on every dataset, then each family's means: the
+    comparison the README's guide to picking a detector rests on."""
+
+    def cell(value, digits=3):
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    rows = [r for r in rows if r["variant"] == "default"]
+    rank = {name: i for i, name in enumerate(DATASETS)}
+    rows.sort(key=lambda r: (rank[r["dataset"]], order(r)))
+    lines = [
+        "| dataset | detector | val img | **image AUROC** | pixel AUROC | AUPRO | "
+        "good flagged | **defects flagged** | logical flagged (AUROC) | fit s (+x-fit) | "
+        "ms/img | ms/img ONNX |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        logical = (r.get("per_defect_type") or {}).get(LOGICAL.get(r["dataset"], ""))
+        logical_cell = (f"{logical['flagged']:.2f} ({logical['image_auroc']:.3f})"
+                        if logical else "–")  # fmt: skip
+        lines.append(
+            f"| {r['dataset']} | {key(r)[0]} | {cell(r['val_image_auroc'])} | "
+            f"{cell(r['image_auroc'])} | {cell(r['pixel_auroc'])} | {cell(r['aupro'])} | "
+            f"{r['test_good_flagged']}/{r['test_good']} | {cell(r['defects_flagged'], 2)} | "
+            f"{logical_cell} | {cell(r['fit_s'], 0)} (+{cell(r['cross_fit_s'], 0)}) | "
+            f"{cell(r['ms_per_image'], 0)} | {cell(r.get('onnx_ms_per_image'), 0)} |"
+        )
+    lines += [
+        "",
+        "| detector | datasets | mean val img | **mean image AUROC** (lowest) | "
+        "mean pixel AUROC | good flagged | mean defects flagged | mean fit s | "
+        "mean ms/img | mean ms/img ONNX | published MVTec AD mean |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    for kind in sorted({key(r)[0] for r in rows}, key=lambda k: (k != "patchcore", k)):
+        mine = [r for r in rows if key(r)[0] == kind]
+        lines.append(
+            f"| {kind} | {len(mine)} | {cell(mean(r['val_image_auroc'] for r in mine))} | "
+            f"{cell(mean(r['image_auroc'] for r in mine))} "
+            f"({cell(min(r['image_auroc'] for r in mine))}) | "
+            f"{cell(mean(r['pixel_auroc'] for r in mine))} | "
+            f"{sum(r['test_good_flagged'] for r in mine)}/{sum(r['test_good'] for r in mine)} | "
+            f"{cell(mean(r['defects_flagged'] for r in mine), 2)} | "
+            f"{cell(mean(r['fit_s'] for r in mine), 0)} | "
+            f"{cell(mean(r['ms_per_image'] for r in mine), 0)} | "
+            f"{cell(mean(r.get('onnx_ms_per_image') for r in mine), 0)} | "
+            f"{ANCHORS.get(kind, '–')} |"
+        )
+    return "\n".join(lines)
+
+
 def key(row: dict) -> tuple[str, str]:
     return row.get("detector", "patchcore"), row["variant"]
 
@@ -283,14 +354,18 @@ def main() -> int:
                         help=f"comma-separated, of {', '.join(sorted(DETECTORS))}")  # fmt: skip
     parser.add_argument("--variants", default="default")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rewrite the tables from the results files, run nothing")  # fmt: skip
     args = parser.parse_args()
+    if args.tables_only:
+        args.datasets = ""
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "backbone": "efficientnet_lite0",
         "cpu_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
     }
-    for name in args.datasets.split(","):
+    for name in filter(None, args.datasets.split(",")):
         dataset = FolderDataset(DATASETS[name])
         stats = training_set_statistics([s.path for s in dataset.train_samples()])
         path = args.out / f"detectors-{name}.json"
@@ -314,6 +389,7 @@ def main() -> int:
     table = markdown(every)
     print("\n" + table)
     (args.out / "detectors.md").write_text(table + "\n")
+    (args.out / "detector-families.md").write_text(families_markdown(every) + "\n")
     return 0
 
 
