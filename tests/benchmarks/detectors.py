@@ -244,9 +244,9 @@ def markdown(rows: list[dict]) -> str:
         "| dataset | detector | variant | input (tiles) | val img | val px | **image AUROC** | "
         "**pixel AUROC** | AUPRO | ×0.9 | ×1.1 | shift | **good flagged** (FPR, target 1 %) | "
         "**defects flagged** | fit s (+x-fit) | ms/img | ms/img ONNX | "
-        "ms/MP | bank (search, recall@1) | scratch MB/img (max batch) |",
+        "ms/MP | bank (search, recall@1) | scratch MB/img (max batch) | measured (load) |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        "---:|---|---|",
+        "---:|---|---|---|",
     ]
     for r in rows:
         recall = f", {r['recall']['recall_at_1']:.3f}" if r.get("recall") else ""
@@ -264,7 +264,8 @@ def markdown(rows: list[dict]) -> str:
             f"{cell(r['defects_flagged'])} | "
             f"{cell(r['fit_s'], 1)} (+{cell(r['cross_fit_s'], 1)}) | "
             f"{cell(r['ms_per_image'], 0)} | {cell(r.get('onnx_ms_per_image'), 0)} | "
-            f"{cell(r['ms_per_megapixel'], 0)} | {bank} | {scratch} |"
+            f"{cell(r['ms_per_megapixel'], 0)} | {bank} | {scratch} | "
+            f"{r.get('date', '–')} ({cell(r.get('load_average'), 1)}) |"
         )
     return "\n".join(lines)
 
@@ -309,7 +310,13 @@ def families_markdown(rows: list[dict]) -> str:
             f"{logical_cell} | {cell(r['fit_s'], 0)} (+{cell(r['cross_fit_s'], 0)}) | "
             f"{cell(r['ms_per_image'], 0)} | {cell(r.get('onnx_ms_per_image'), 0)} |"
         )
+    kinds = sorted({key(r)[0] for r in rows}, key=lambda k: (k != "patchcore", k))
+    measured = {(r["dataset"], key(r)[0]) for r in rows}
+    shared = [name for name in DATASETS if all((name, k) in measured for k in kinds)]
+    rows = [r for r in rows if r["dataset"] in shared]
     lines += [
+        "",
+        f"Means over the sets every family has ({', '.join(shared) or 'none'}):",
         "",
         "| detector | datasets | mean val img | **mean image AUROC** (lowest) | "
         "mean pixel AUROC | good flagged | mean defects flagged | mean fit s | "
@@ -321,7 +328,7 @@ def families_markdown(rows: list[dict]) -> str:
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None
 
-    for kind in sorted({key(r)[0] for r in rows}, key=lambda k: (k != "patchcore", k)):
+    for kind in kinds if rows else []:
         mine = [r for r in rows if key(r)[0] == kind]
         lines.append(
             f"| {kind} | {len(mine)} | {cell(mean(r['val_image_auroc'] for r in mine))} | "
@@ -336,6 +343,21 @@ def families_markdown(rows: list[dict]) -> str:
             f"{ANCHORS.get(kind, '–')} |"
         )
     return "\n".join(lines)
+
+
+README = HERE.parents[1] / "README.md"
+BLOCKS = {"detectors": "detectors.md", "families": "detector-families.md"}
+
+
+def readme_with_tables(readme: str, results: Path) -> str:
+    """README's generated blocks (`<!-- NAME: begin ... -->` to `<!-- NAME: end -->`)
+    holding the results tables, so no number in them is typed by hand."""
+    for name, file in BLOCKS.items():
+        begin = readme.index(f"<!-- {name}: begin")
+        begin = readme.index("\n", begin) + 1
+        end = readme.index(f"<!-- {name}: end -->", begin)
+        readme = readme[:begin] + (results / file).read_text() + readme[end:]
+    return readme
 
 
 def key(row: dict) -> tuple[str, str]:
@@ -390,6 +412,8 @@ def main() -> int:
     print("\n" + table)
     (args.out / "detectors.md").write_text(table + "\n")
     (args.out / "detector-families.md").write_text(families_markdown(every) + "\n")
+    if args.out == HERE / "results":
+        README.write_text(readme_with_tables(README.read_text(), args.out))
     return 0
 
 

@@ -26,9 +26,11 @@ from anomalyops.components.detectors.trainer import (
 class STPMConfig(LearnedConfig):
     """STPM settings.
 
-    Provisional: set by short validation runs (held-out train/good and pasted
-    defects) on a machine loaded by other jobs; the benchmark sitting that confirms
-    them, and the fit time on a quiet machine, are pending.
+    Set by short validation runs (held-out train/good and pasted defects) on a loaded
+    machine: 128² crops, product of the scales, three scales won there. The 2026-12-01
+    benchmark sitting (results/detector-families.md) measured one fit at 77-86 s for
+    ~37-213 images here, and the weakest validation of every family (0.54 weld, 0.60
+    transistor): a student from random init within that budget is short of the paper.
     """
 
     strides: tuple[int, ...] = (4, 8, 16)
