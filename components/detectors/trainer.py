@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from anomalyops.components.detectors.base import TILES_PER_BATCH, DetectorConfig, batches
+from anomalyops.components.detectors.base import TILES_PER_BATCH, Detector, DetectorConfig, batches
 
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -101,6 +101,12 @@ def validation_split(
     order = np.random.default_rng(seed).permutation(count)
     held = round(count * share) if count >= 10 else 0
     return np.sort(order[held:]), np.sort(order[:held])
+
+
+class LearnedDetector(Detector):
+    """A detector fit by the shared trainer."""
+
+    log: TrainLog | None = None  # the last fit's training log (not saved)
 
 
 class Trainer:

@@ -13,11 +13,10 @@ from anomalyops.components.detectors.autoencoder.torch_model import (
     FeatureAutoencoder,
 )
 from anomalyops.components.detectors.backbones import Backbone
-from anomalyops.components.detectors.base import Detector
 from anomalyops.components.detectors.trainer import (
     LearnedConfig,
+    LearnedDetector,
     Trainer,
-    TrainLog,
     extract,
     validation_split,
 )
@@ -47,7 +46,7 @@ def entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(weights * (weights + 1e-12).log()).sum(-1).mean()
 
 
-class Autoencoder(Detector):
+class Autoencoder(LearnedDetector):
     """Good images' features rebuilt through a narrow, memory-bound code; a defect's
     features are not among what the memory can mix, so they come back wrong."""
 
@@ -55,10 +54,6 @@ class Autoencoder(Detector):
     config_class = AutoencoderConfig
     config: AutoencoderConfig
     model: AutoencoderModel
-
-    def __init__(self, config: AutoencoderConfig | None = None, weights: str = "imagenet") -> None:
-        super().__init__(config, weights)
-        self.log: TrainLog | None = None  # the last fit's training log
 
     def build_model(self, weights: str) -> AutoencoderModel:
         config = self.config

@@ -9,13 +9,12 @@ import numpy as np
 import torch
 
 from anomalyops.components.detectors.backbones import Backbone
-from anomalyops.components.detectors.base import Detector
 from anomalyops.components.detectors.cflow.flow import ConditionalFlow
 from anomalyops.components.detectors.cflow.torch_model import CFlowModel
 from anomalyops.components.detectors.trainer import (
     LearnedConfig,
+    LearnedDetector,
     Trainer,
-    TrainLog,
     extract,
     validation_split,
 )
@@ -55,7 +54,7 @@ class CFlowConfig(LearnedConfig):
     validate_every: int = 100
 
 
-class CFlow(Detector):
+class CFlow(LearnedDetector):
     """Normal feature vectors have a density; a position whose vector the flow finds
     unlikely is anomalous."""
 
@@ -100,7 +99,7 @@ class CFlow(Detector):
                         for flow, x in zip(flows, vectors, strict=True))  # fmt: skip
 
         trainer = Trainer(config.train_settings(), "train cflow", progress)
-        self.log: TrainLog = trainer.run([flows], len(train), step, validate if len(held) else None)
+        self.log = trainer.run([flows], len(train), step, validate if len(held) else None)
         for flow, x in zip(flows, vectors, strict=True):
             flow.shift = _log_likelihoods(flow, x).max()
         self.fitted = True

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from anomalyops.components.detectors.backbones import Backbone
-from anomalyops.components.detectors.base import TILES_PER_BATCH, Detector
+from anomalyops.components.detectors.base import TILES_PER_BATCH
 from anomalyops.components.detectors.efficientad.torch_model import EfficientADModel
 from anomalyops.components.detectors.trainer import (
     LearnedConfig,
+    LearnedDetector,
     Trainer,
     TrainLog,
     extract,
@@ -103,7 +104,7 @@ def hard_loss(difference: torch.Tensor, quantile: float) -> torch.Tensor:
     return difference[difference >= threshold].mean()
 
 
-class EfficientAD(Detector):
+class EfficientAD(LearnedDetector):
     """A student learns to predict a pretrained teacher and an autoencoder on good images;
     where it cannot (local map) or disagrees with the autoencoder (global map), the image
     is unusual. Scoring is three forward passes, no nearest-neighbour search."""
@@ -112,10 +113,6 @@ class EfficientAD(Detector):
     config_class = EfficientADConfig
     config: EfficientADConfig
     model: EfficientADModel
-
-    def __init__(self, config: EfficientADConfig | None = None, weights: str = "imagenet") -> None:
-        super().__init__(config, weights)
-        self.log: TrainLog | None = None  # the last fit's training log (not saved)
 
     def build_model(self, weights: str) -> EfficientADModel:
         config = self.config

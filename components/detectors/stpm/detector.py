@@ -11,12 +11,11 @@ import torch
 from torch import nn
 
 from anomalyops.components.detectors.backbones import Backbone
-from anomalyops.components.detectors.base import Detector
 from anomalyops.components.detectors.stpm.torch_model import STPMModel, distance
 from anomalyops.components.detectors.trainer import (
     LearnedConfig,
+    LearnedDetector,
     Trainer,
-    TrainLog,
     extract,
     validation_split,
 )
@@ -72,7 +71,7 @@ def pyramid_loss(teacher: list[torch.Tensor], student: list[torch.Tensor]) -> to
     return sum(distance(t, s).mean() for t, s in zip(teacher, student, strict=True))
 
 
-class STPM(Detector):
+class STPM(LearnedDetector):
     """Student-teacher feature pyramid matching: the student, trained on good images only,
     fails to mimic the teacher where an image holds something it never saw."""
 
@@ -80,10 +79,6 @@ class STPM(Detector):
     config_class = STPMConfig
     config: STPMConfig
     model: STPMModel
-
-    def __init__(self, config: STPMConfig | None = None, weights: str = "imagenet") -> None:
-        super().__init__(config, weights)
-        self.log: TrainLog | None = None  # the last fit's training log
 
     def build_model(self, weights: str) -> STPMModel:
         config = self.config
