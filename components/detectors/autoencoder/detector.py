@@ -28,7 +28,7 @@ class AutoencoderConfig(LearnedConfig):
 
     Set by short validation runs (held-out train/good and pasted defects) on a loaded
     machine. The 2026-12-01 benchmark sitting (results/detector-families.md) measured
-    one fit at 70-79 s here for ~37-213 images.
+    one fit at 70-86 s here for 37-213 images.
     """
 
     strides: tuple[int, ...] = (8, 16)

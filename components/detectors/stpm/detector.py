@@ -27,9 +27,10 @@ class STPMConfig(LearnedConfig):
 
     Set by short validation runs (held-out train/good and pasted defects) on a loaded
     machine: 128² crops, product of the scales, three scales won there. The 2026-12-01
-    benchmark sitting (results/detector-families.md) measured one fit at 77-86 s for
-    ~37-213 images here, and the weakest validation of every family (0.54 weld, 0.60
-    transistor): a student from random init within that budget is short of the paper.
+    benchmark sitting (results/detector-families.md) measured one fit at 77-88 s for
+    37-213 images here, and the weakest validation of every family (0.54 weld, 0.60
+    transistor; bottle 0.98): a student from random init within that budget is short of
+    the paper on the harder sets.
     """
 
     strides: tuple[int, ...] = (4, 8, 16)
