@@ -236,10 +236,11 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     return row
 
 
-def markdown(rows: list[dict]) -> str:
-    def cell(value, digits=3):
-        return "–" if value is None else f"{value:.{digits}f}"
+def cell(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
+
+def markdown(rows: list[dict]) -> str:
     lines = [
         "| dataset | detector | variant | input (tiles) | val img | val px | **image AUROC** | "
         "**pixel AUROC** | AUPRO | ×0.9 | ×1.1 | shift | **good flagged** (FPR, target 1 %) | "
@@ -286,9 +287,6 @@ LOGICAL = {"transistor": "misplaced"}  # the logical anomaly types of these sets
 def families_markdown(rows: list[dict]) -> str:
     """Every family's `default` row on every dataset, then each family's means: the
     comparison the README's guide to picking a detector rests on."""
-
-    def cell(value, digits=3):
-        return "–" if value is None else f"{value:.{digits}f}"
 
     rows = [r for r in rows if r["variant"] == "default"]
     rank = {name: i for i, name in enumerate(DATASETS)}

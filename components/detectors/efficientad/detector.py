@@ -52,8 +52,8 @@ class EfficientADConfig(LearnedConfig):
     1.5× the fit time: (8,). Penalty 1.0: 0.94 against 0.96, for 1.5× the student's work.
     The losses still fall at the last step: more steps help where time allows.
 
-    Fit time with these defaults on bottle (209 images, 256²): not measured on a quiet
-    machine yet.
+    One fit with these defaults took 68-75 s here for 37-213 images in the 2026-12-01
+    benchmark sitting (results/detector-families.md).
     """
 
     strides: tuple[int, ...] = (8,)
