@@ -15,7 +15,13 @@ the pods, which KFP fixes when it compiles. Locally (`kfp.local`) they are ignor
   aliases); optional, so workload identity works without it. The chart's
   `storage.existingSecret` is the same Secret, in the plant's namespace: one name,
   `anomalyops-storage`, created in both (platform/README.md).
+  The same Secret may carry ANOMALYOPS_PREDICTION_LOG, the shared log's database URL:
+  drift and retraining runs then take `env:ANOMALYOPS_PREDICTION_LOG` as their log, so
+  the password never becomes a run parameter (which anyone who may list runs can read).
 - `image_pull_secrets`: docker-registry Secrets (same namespace) for a private image.
+- `drift_state_pvc`: a PersistentVolumeClaim (same namespace) mounted on the drift step at
+  DRIFT_STATE_MOUNT, where the alert state (hysteresis, cooldown), verdicts and reports
+  outlive each run of a recurring drift run; without it a cluster run has nowhere to keep them.
 
 A YAML file (`--cluster-settings`) holds any of these fields.
 """
@@ -59,9 +65,11 @@ STEP_RESOURCES: dict[str, dict[str, str]] = {
     "alert": {"cpu_request": "100m", "cpu_limit": "500m", "memory_request": "256Mi",
               "memory_limit": "512Mi"},
 }  # fmt: skip
+PREDICTION_LOG_ENV = "ANOMALYOPS_PREDICTION_LOG"
 STORAGE_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3",
                "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
-               "MLFLOW_TRACKING_PASSWORD")  # fmt: skip
+               "MLFLOW_TRACKING_PASSWORD", PREDICTION_LOG_ENV)  # fmt: skip
+DRIFT_STATE_MOUNT = "/var/lib/anomalyops/drift"
 
 
 @dataclass
@@ -74,6 +82,7 @@ class ClusterSettings:
     tolerations: list[dict] = field(default_factory=list)
     storage_secret: str = "anomalyops-storage"
     image_pull_secrets: list[str] = field(default_factory=list)
+    drift_state_pvc: str = ""
 
     @classmethod
     def from_file(cls, path: str | Path) -> ClusterSettings:
@@ -98,7 +107,7 @@ class ClusterSettings:
         return STEP_RESOURCES[step] | self.resources.get(step, {})
 
     def apply(self, tasks: dict) -> None:
-        """Set image, resources, GPUs and the storage Secret on each step's task."""
+        """Set image, resources, GPUs, the storage Secret and the drift state volume."""
         from kfp import kubernetes
 
         for step, task in tasks.items():
@@ -113,6 +122,8 @@ class ClusterSettings:
                 kubernetes.use_secret_as_env(task, self.storage_secret,
                                              {key: key for key in STORAGE_ENV},
                                              optional=True)  # fmt: skip
+            if self.drift_state_pvc and step == "drift":
+                kubernetes.mount_pvc(task, self.drift_state_pvc, DRIFT_STATE_MOUNT)
             if self.gpus and step in GPU_STEPS:
                 task.set_accelerator_type(self.gpu_resource).set_accelerator_limit(self.gpus)
                 for key, value in self.node_selector.items():

@@ -70,10 +70,11 @@ def _data(args: argparse.Namespace, out: Path) -> str:
 
 
 def _local(value: str) -> str:
-    """A path made absolute (kfp.local steps run elsewhere); bucket URIs and '' as given."""
+    """A path made absolute (kfp.local steps run elsewhere); URIs, env:NAME and '' as given."""
+    from anomalyops.serving.predictions.database import ENV_PREFIX
     from anomalyops.serving.storage import is_bucket_uri
 
-    if not value or is_bucket_uri(value) or "://" in value:  # database URLs too
+    if not value or is_bucket_uri(value) or "://" in value or value.startswith(ENV_PREFIX):
         return value
     return str(Path(value).resolve())
 
@@ -102,6 +103,20 @@ def _retraining_arguments(args: argparse.Namespace, tracking_uri: str, repositor
     }
 
 
+def _drift_out(args: argparse.Namespace, out: Path) -> str:
+    """Where drift keeps its state: --drift-out, else OUT/drift, on a cluster the PVC's mount."""
+    if args.drift_out or not args.host:
+        return _local(args.drift_out or str(out / "drift"))
+    from anomalyops.pipelines.cluster_settings import DRIFT_STATE_MOUNT
+
+    if not _cluster_settings(args).drift_state_pvc:
+        raise ValueError("--host: the drift step keeps its alert state between runs; set "
+                         "drift_state_pvc in --cluster-settings (a PVC in the pipeline "
+                         f"namespace, mounted at {DRIFT_STATE_MOUNT}) or give --drift-out "
+                         "a path the step's pod mounts")  # fmt: skip
+    return DRIFT_STATE_MOUNT
+
+
 def _drift_arguments(
     args: argparse.Namespace, out: Path, tracking_uri: str, repository: str
 ) -> dict:
@@ -109,7 +124,7 @@ def _drift_arguments(
 
     return _retraining_arguments(args, tracking_uri, repository) | {
         "prediction_log": _local(args.log_db),
-        "drift_out": _local(args.drift_out or str(out / "drift")),
+        "drift_out": _drift_out(args, out),
         "drift_settings_json": json.dumps(drift_settings(args)),
     }
 
@@ -148,6 +163,25 @@ def _submit(args: argparse.Namespace, module, arguments: dict) -> int:
     return 0
 
 
+def _refuse_password_parameter(option: str, location: str) -> None:
+    """A log URL with a password would be a run parameter that anyone who lists runs reads."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from anomalyops.pipelines.cluster_settings import PREDICTION_LOG_ENV
+
+    try:
+        password = "://" in location and make_url(location).password
+    except (ArgumentError, ValueError):
+        password = False  # not a URL: the step names the problem
+    if password:
+        flag = "--" + option.replace("_", "-")
+        raise ValueError(f"{flag}: a database URL with a password would be stored in the run's "
+                         "parameters, readable by anyone who may list runs; put it in the "
+                         f"steps' Secret (anomalyops-storage, key {PREDICTION_LOG_ENV}) and "
+                         f"pass {flag} env:{PREDICTION_LOG_ENV}")  # fmt: skip
+
+
 def _require_cluster_places(args: argparse.Namespace) -> None:
     if not args.tracking_uri:
         raise ValueError("--tracking-uri is required with --host: steps on the cluster log there")
@@ -156,6 +190,8 @@ def _require_cluster_places(args: argparse.Namespace) -> None:
             "--triton-repository is required with --host: a bucket URI (s3://, gs://) "
             "or a path the deploy step and the Triton ServingRuntime share"
         )
+    for option in ("log_db", "prediction_log"):
+        _refuse_password_parameter(option, getattr(args, option, None) or "")
     if getattr(args, "deploy_target", "kserve") == "repository":
         # The deploy step runs in a pod: a repository folder there is served by no Triton,
         # and the run would report a deploy that nothing serves.
@@ -369,9 +405,12 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     drift = runs.add_parser(
         "drift", help="check the champion's predictions for drift; retrain when an alert rises"
     )
-    drift.add_argument("--log-db", required=True, help="prediction log (SQLite)")
+    drift.add_argument("--log-db", required=True, help="prediction log: a SQLite path, a "
+                       "database URL, or env:NAME (the URL in the steps' environment)")  # fmt: skip
     drift.add_argument(
-        "--drift-out", help="verdicts, reports and alert state, shared by runs (default OUT/drift)"
+        "--drift-out",
+        help="verdicts, reports and alert state, shared by runs (default "
+        "OUT/drift; with --host the mount of cluster setting drift_state_pvc)",
     )
     add_settings_options(drift)
     _add_retraining_options(drift, "recent good images of the line's current state, used "

@@ -36,6 +36,7 @@ only) are migrated in place on open.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -68,6 +69,7 @@ SCHEMA_VERSION = 2
 VERDICTS = ("false_alarm", "confirmed_defect")
 # SQLite's AUTOINCREMENT keeps ids of pruned rows from coming back (a verdict names one).
 ID = BigInteger().with_variant(Integer, "sqlite")
+ENV_PREFIX = "env:"  # a location read from the environment: env:ANOMALYOPS_PREDICTION_LOG
 BUSY_TIMEOUT_S = 30  # how long a SQLite writer waits for another's transaction to end
 
 metadata = MetaData()
@@ -120,11 +122,15 @@ INSERT INTO predictions (id, time, variant, model_sha256, score, threshold, labe
 
 
 def database_url(location: str | Path) -> str:
-    """The SQLAlchemy URL of a log LOCATION: a URL, or a plain path meaning SQLite.
+    """The SQLAlchemy URL of a log LOCATION: a URL, a plain path meaning SQLite, or `env:NAME`.
 
     `postgresql://` is taken with the psycopg 3 driver (the one in requirements.lock).
+    `env:NAME` is the URL held in environment variable NAME: on a cluster a Secret puts
+    it there, so a password never travels as a pipeline run parameter or command line.
     """
     text_location = str(location)
+    if text_location.startswith(ENV_PREFIX):
+        text_location = _from_environment(text_location.removeprefix(ENV_PREFIX))
     if "://" not in text_location:
         return f"sqlite:///{Path(text_location)}"
     try:
@@ -140,6 +146,18 @@ def database_url(location: str | Path) -> str:
         f"{url.render_as_string()}: the prediction log takes sqlite:///PATH, a plain path "
         "or postgresql://USER:PASSWORD@HOST/DB"
     )
+
+
+def _from_environment(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"{ENV_PREFIX}{name[:80]!r}: not an environment variable name")
+    value = os.environ.get(name, "")
+    if not value:
+        raise ValueError(f"{ENV_PREFIX}{name}: environment variable {name} is not set "
+                         "(on a cluster a Secret sets it, e.g. anomalyops-storage)")  # fmt: skip
+    if value.startswith(ENV_PREFIX):
+        raise ValueError(f"{ENV_PREFIX}{name}: {name} names another variable; give the URL")
+    return value
 
 
 class PredictionLogError(RuntimeError):

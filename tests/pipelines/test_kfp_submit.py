@@ -16,6 +16,7 @@ from typing import ClassVar
 import pytest
 
 from anomalyops.pipelines.cli.main import main
+from anomalyops.pipelines.cluster_settings import DRIFT_STATE_MOUNT
 
 
 class StandIn(BaseHTTPRequestHandler):
@@ -99,14 +100,24 @@ def test_training_run_is_submitted_with_bucket_uris_and_the_compiled_spec(kfp_ap
 
 
 DRIFT = ["pipeline", "run", "drift", "--variant", "weld", "--log-db",
-         "postgresql://drift@log.plant:5432/anomalyops", "--new-good", "s3://plant-a/new-good",
+         "env:ANOMALYOPS_PREDICTION_LOG", "--new-good", "s3://plant-a/new-good",
          "--tracking-uri", "http://mlflow.plant:5000", "--triton-repository",
          "s3://plant-a-models/triton", "--deploy-target", "kserve", "--kserve-json",
-         '{"name": "anomalyops-weld-line-1", "namespace": "plant"}']  # fmt: skip
+         '{"name": "anomalyops-weld-line-1", "namespace": "plant"}',
+         "--drift-out", "/mnt/drift"]  # fmt: skip
 
 
-def test_drift_is_scheduled_as_a_recurring_run(kfp_api, capsys):
-    code = main([*DRIFT, "--host", kfp_api, "--schedule", "0 17 * * * *"])
+@pytest.fixture
+def state_volume(tmp_path):
+    """Cluster settings naming the PVC the drift step keeps its alert state on."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text("drift_state_pvc: anomalyops-drift-state\n")
+    return path
+
+
+def test_drift_is_scheduled_as_a_recurring_run(kfp_api, capsys, state_volume):
+    code = main([*DRIFT[:-2], "--host", kfp_api, "--schedule", "0 17 * * * *",
+                 "--cluster-settings", str(state_volume)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert "scheduled drift recurring run rr-1" in capsys.readouterr().out
     posts = {path: body for method, path, body in StandIn.received if method == "POST"}
@@ -117,10 +128,38 @@ def test_drift_is_scheduled_as_a_recurring_run(kfp_api, capsys):
     assert job["no_catchup"] is True and job["mode"] == "ENABLE"
     assert job["experiment_id"] == "exp-1" and job["display_name"] == "anomalyops-drift-weld"
     parameters = job["runtime_config"]["parameters"]
-    # A database URL is passed as given, not made a local path.
-    assert parameters["prediction_log"] == "postgresql://drift@log.plant:5432/anomalyops"
+    # The log's URL stays in the steps' Secret: the parameter only names the variable.
+    assert parameters["prediction_log"] == "env:ANOMALYOPS_PREDICTION_LOG"
     assert "exec-drift-component" in job["pipeline_spec"]["pipeline_spec"]["deploymentSpec"][
         "executors"]  # fmt: skip
+    # The alert state lives on the PVC, mounted where the drift step is told to keep it.
+    assert parameters["drift_out"] == DRIFT_STATE_MOUNT
+    kubernetes = job["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
+    drift_step = kubernetes["deploymentSpec"]["executors"]["exec-drift-component"]
+    (mount,) = drift_step["pvcMount"]
+    assert mount["mountPath"] == DRIFT_STATE_MOUNT
+    assert "anomalyops-drift-state" in json.dumps(mount)
+    secret_keys = [k["envVar"] for k in drift_step["secretAsEnv"][0]["keyToEnv"]]
+    assert "ANOMALYOPS_PREDICTION_LOG" in secret_keys
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--log-db": "postgresql://drift:s3cr3t@log.plant/anomalyops"}, "env:ANOMALYOPS_"),
+        ({"--drift-out": None}, "drift_state_pvc"),
+    ],
+    ids=["password-in-parameters", "no-state-volume"],
+)
+def test_drift_runs_that_would_leak_or_lose_state_are_refused(kfp_api, capsys, change, message):
+    argv = list(DRIFT)
+    for option, value in change.items():
+        at = argv.index(option)
+        argv[at : at + 2] = [] if value is None else [option, value]
+    assert main([*argv, "--host", kfp_api]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "s3cr3t" not in err
+    assert not [r for r in StandIn.received if r[0] == "POST"]
 
 
 def test_multi_user_kubeflow_gets_namespace_token_and_service_account(kfp_api, tmp_path,

@@ -169,6 +169,28 @@ def test_an_unsupported_url_is_a_clear_error(location, says):
         PredictionLog(location)
 
 
+def test_env_location_reads_the_url_from_the_environment(log_url, monkeypatch):
+    """`env:NAME` is how a cluster passes the log: the URL stays in a Secret's variable."""
+    with PredictionLog(log_url) as direct:
+        (written,) = direct.write([record(3.0)])
+    monkeypatch.setenv("ANOMALYOPS_PREDICTION_LOG", log_url)
+    with PredictionLog("env:ANOMALYOPS_PREDICTION_LOG", create=False) as through_env:
+        assert [row["id"] for row in through_env.recent("weld")] == [written]
+
+
+@pytest.mark.parametrize(
+    "location, says",
+    [("env:ANOMALYOPS_UNSET_LOG", "ANOMALYOPS_UNSET_LOG is not set"),
+     ("env:not-a-name", "not an environment variable name"),
+     ("env:ANOMALYOPS_LOOP", "names another variable")],
+)  # fmt: skip
+def test_env_location_errors_name_the_variable(location, says, monkeypatch):
+    monkeypatch.delenv("ANOMALYOPS_UNSET_LOG", raising=False)
+    monkeypatch.setenv("ANOMALYOPS_LOOP", "env:ANOMALYOPS_LOOP")
+    with pytest.raises(ValueError, match=says):
+        database_url(location)
+
+
 def test_an_unreachable_server_is_one_line_naming_it():
     from anomalyops.serving.ports import free_port
 
