@@ -393,11 +393,11 @@ def test_ingress_caps_body_size_in_front_of_each_line(render):
         f"rel-anomalyops-weld-line-1-transformer.{PLANT}.svc.cluster.local"
     )
     rule = weld["spec"]["rules"][0]
-    assert rule["host"] == "weld-line-1.plants.example.com"
+    assert rule["host"] == f"rel-anomalyops-weld-line-1-{PLANT}.plants.example.com"
     backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
     assert backend == "rel-anomalyops-weld-line-1-transformer"  # KServe's Service of the line
     triton = ingresses["rel-anomalyops-weld-line-1-predictor"]["spec"]["rules"][0]
-    assert triton["host"] == "weld-line-1-triton.plants.example.com"
+    assert triton["host"] == f"rel-anomalyops-weld-line-1-{PLANT}-triton.plants.example.com"
     assert weld["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "plants-tls"}]
     capped = render("gpu", "--set", "ingress.maxBodySize=4m")
     assert {i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]

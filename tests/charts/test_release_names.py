@@ -61,3 +61,25 @@ def test_a_name_too_long_is_refused_naming_the_line(helm):
     result = helm("template", "rel", str(CHART), "--set-json", f"lines={line}")
     assert result.returncode != 0
     assert f"lines[{LONG_LINE}x]" in result.stderr and "above 46" in result.stderr
+
+
+def hosts_of(objects: list[dict]) -> set[str]:
+    return {rule["host"] for o in objects if o["kind"] == "Ingress" for rule in o["spec"]["rules"]}
+
+
+def test_two_releases_or_namespaces_never_claim_one_ingress_host(helm):
+    """Ingress hosts are cluster-wide: ingress-nginx refuses a second Ingress for a host."""
+    hosts = [hosts_of(objects_of(helm, release, "gpu", "--namespace", namespace))
+             for release, namespace in (("plant-a", "plant"), ("plant-b", "plant"),
+                                        ("plant-a", "plant-2"))]  # fmt: skip
+    assert all(hosts) and all(not hosts[0] & other for other in hosts[1:])
+
+
+def test_a_line_hostname_names_its_hosts_and_a_long_one_is_refused(helm):
+    line = '[{"name": "weld-line-1", "variant": "weld", "hostname": "weld"}]'
+    objects = objects_of(helm, "rel", "gpu", "--set-json", f"lines={line}")
+    assert hosts_of(objects) == {"weld.plants.example.com", "weld-triton.plants.example.com"}
+    result = helm("template", "rel", str(CHART), "--namespace", "n" * 60,
+                  "--set-json", 'lines=[{"name": "weld", "variant": "weld"}]')  # fmt: skip
+    assert result.returncode != 0
+    assert "lines[weld]: the ingress host label" in result.stderr and "hostname" in result.stderr

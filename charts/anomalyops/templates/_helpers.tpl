@@ -97,6 +97,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $name -}}
 {{- end -}}
 
+{{/* A line's ingress host: `<hostname><suffix>.<domain>`, where hostname defaults to
+     `<InferenceService>-<namespace>`, KServe's own default (config/configmap/
+     inferenceservice.yaml v0.20.0 domainTemplate "{{ .Name }}-{{ .Namespace }}..."), so
+     two releases or namespaces never claim one host. Call with (list $line $root SUFFIX). */}}
+{{- define "anomalyops.lineHost" -}}
+{{- $line := index . 0 -}}
+{{- $root := index . 1 -}}
+{{- $suffix := index . 2 -}}
+{{- $label := printf "%s%s" ($line.hostname | default (printf "%s-%s" (include "anomalyops.lineName" (list $line.name $root)) $root.Release.Namespace)) $suffix -}}
+{{- if gt (len $label) 63 -}}
+{{- fail (printf "lines[%s]: the ingress host label %q is %d characters, above 63 (a DNS label): set lines[].hostname" $line.name $label (len $label)) -}}
+{{- end -}}
+{{- printf "%s.%s" $label $root.Values.ingress.domain -}}
+{{- end -}}
+
 {{- define "anomalyops.mlflowUri" -}}
 {{- printf "http://%s-mlflow.%s.svc.cluster.local:%v" (include "anomalyops.fullname" .) .Release.Namespace .Values.mlflow.port -}}
 {{- end -}}
