@@ -3,9 +3,11 @@
 The transformer runs in KServe's ModelServer, which already answers `GET /metrics` from
 prometheus_client's default registry (kserve/protocol/rest/server.py, `metrics_handler`),
 so the transformer's series live there and come out on its own port. The review page
-mounts `metrics_app()`. The drift check is a batch job that ends before any scrape, so
-it pushes its gauges to a Pushgateway (`push_drift`, `ANOMALYOPS_PUSHGATEWAY`), the
-pattern Prometheus documents for batch jobs.
+mounts `metrics_app()`; `serve`'s front (serving/triton/front.py) answers `GET /metrics`
+on a port of its own, `--metrics-port` (the bundled Triton's own metrics are off there). The drift
+check is a batch job that ends before any scrape, so it pushes its gauges to a
+Pushgateway (`push_drift`, `ANOMALYOPS_PUSHGATEWAY`), the pattern Prometheus documents
+for batch jobs.
 
 Names follow Prometheus's conventions (base units, `_total` counters). The chart's
 PrometheusRule (charts/anomalyops/templates/prometheusrule.yaml) alerts on them; its
@@ -55,6 +57,22 @@ DECODE_REJECTIONS = Counter(
     "Images refused before scoring (too large, not an image, bad base64), by reason.",
     ["variant", "reason"],
 )
+FRONT_REQUESTS = Counter(
+    "anomalyops_front_requests_total",
+    "Requests at the plant port in front of Triton, by route (health, metadata, config, "
+    "infer, refused: off the allow-list), model (only models Triton knows) and HTTP status.",
+    ["route", "model", "code"],
+)
+FRONT_LATENCY = Histogram(
+    "anomalyops_front_request_duration_seconds",
+    "Time from a plant's request at the front to its answer (checks and Triton).",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+FRONT_HELD_BYTES = Gauge(
+    "anomalyops_front_held_bytes",
+    "Request body bytes the front holds at once (refused with 503 above its budget).",
+)
 VERDICTS = Counter(
     "anomalyops_verdicts_total",
     "Reviewers' verdicts stored, by kind (false_alarm, confirmed_defect).",
@@ -76,6 +94,12 @@ def observe_request(variant: str, protocol: str, outcome: str, seconds: float) -
 def observe_decode_rejection(variant: str, reason: str) -> None:
     """Count one image refused before scoring; REASON is a short fixed word, not a message."""
     DECODE_REJECTIONS.labels(variant, reason).inc()
+
+
+def observe_front(route: str, model: str | None, code: int, seconds: float) -> None:
+    """Count one request the front answered; MODEL only once Triton has said it knows it."""
+    FRONT_REQUESTS.labels(route, model or "", str(code)).inc()
+    FRONT_LATENCY.labels(route).observe(seconds)
 
 
 def observe_verdict(variant: str, verdict: str) -> None:

@@ -12,7 +12,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = Limits(max_body=int(args.max_body_mb * (1 << 20)), max_depth=args.max_depth)
     try:
-        return serve(args.repository, args.port, args.triton_port, limits)
+        return serve(args.repository, args.port, args.triton_port, limits, args.metrics_port)
     except (PortInUseError, TritonUnavailableError, RuntimeError, TimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -90,6 +90,11 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
         "--triton-port",
         type=int,
         help="Triton's own HTTP port: model control for deploy/rollback (default: a free one)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="the front's Prometheus /metrics on 127.0.0.1 (default: off)",
     )
     serve.add_argument("--max-body-mb", type=float, default=256, help="largest request body")
     serve.add_argument("--max-depth", type=int, default=32, help="deepest JSON nesting")

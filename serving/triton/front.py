@@ -16,7 +16,9 @@ matched, never the plant's spelling, and only the bytes it checked. Everything e
 it, needs the model-control token Triton was started with (serving/triton/server.py). JSON with
 a repeated key is refused (the front's parser and Triton's would read different values),
 and the bodies held at once are bounded, not only each one. On a cluster the chart's
-ingress carries the same caps.
+ingress carries the same caps. The front's own Prometheus series (requests by route,
+model and status; latency; bytes held) are on a port of their own (`metrics_port`,
+`serve --metrics-port`), never on the plants' port.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from dataclasses import dataclass
 import aiohttp
 import yarl
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import generate_latest
+
+from anomalyops.serving.metrics import FRONT_HELD_BYTES, observe_front
 
 BINARY_HEADER = "Inference-Header-Content-Length"  # Triton's binary tensor extension
 # The plant's routes; NAME follows serving/contract/names.py, so '.', '%' and '/' never match.
@@ -108,6 +114,15 @@ class Route:
     model: str | None = None
     infer: bool = False
 
+    @property
+    def kind(self) -> str:
+        """The metrics label: health, metadata, config or infer."""
+        if self.infer:
+            return "infer"
+        if self.path.endswith("/config"):
+            return "config"
+        return "health" if "/health/" in self.path or self.path.endswith("/ready") else "metadata"
+
 
 def route(method: str, raw_path: str) -> Route:
     """The allowed route for METHOD and RAW_PATH (as sent, query string included); Refused."""
@@ -159,6 +174,10 @@ def check_binary_sizes(header: dict, binary_bytes: int) -> None:
                            f"carries {binary_bytes} after the JSON header")  # fmt: skip
 
 
+async def _metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE})
+
+
 def _refusal(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -167,14 +186,16 @@ class Front:
     """`with Front(triton_url, port) as front:` serves on 127.0.0.1:PORT in its own thread."""
 
     def __init__(self, triton_url: str, port: int, host: str = "127.0.0.1",
-                 limits: Limits = Limits()) -> None:  # fmt: skip
+                 limits: Limits = Limits(), metrics_port: int | None = None) -> None:  # fmt: skip
         self.target = f"http://{triton_url.removeprefix('http://')}"
         self.host, self.port, self.limits = host, port, limits
+        self.metrics_port = metrics_port
         self._configs: dict[str, tuple[float, dict | tuple[int, bytes]]] = {}
         self._inflight = 0  # body bytes held by requests in progress (one event loop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -239,22 +260,30 @@ class Front:
         check_binary_sizes(header, len(body) - len(json_part))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        held = [0]
+        started, held = time.monotonic(), [0]
+        kind, known, answer = "refused", None, None
         try:
             allowed = route(request.method, request.raw_path)
+            kind = allowed.kind
             if allowed.model is not None:
                 await self._config(allowed.model)  # a model Triton knows, or its own error
+                known = allowed.model
             body = b""
             if allowed.infer:
                 body = await self._read(request, held) if request.can_read_body else b""
+                FRONT_HELD_BYTES.set(self._inflight)
                 await self._check_infer(request, body, allowed.model)
-            return await self._forward(request, allowed, body)
+            answer = await self._forward(request, allowed, body)
         except Refused as refused:
-            return _refusal(refused.status, str(refused))
+            answer = _refusal(refused.status, str(refused))
         except aiohttp.ClientError:
-            return _refusal(503, "Triton is not answering (restarting?); retry shortly")
+            answer = _refusal(503, "Triton is not answering (restarting?); retry shortly")
         finally:
             self._inflight -= held[0]
+            FRONT_HELD_BYTES.set(self._inflight)
+            status = answer.status if answer is not None else 500
+            observe_front(kind, known, status, time.monotonic() - started)
+        return answer
 
     async def _forward(self, request: web.Request, allowed: Route, body: bytes) -> web.Response:
         """Send the checked BODY to the matched path: the plant's own spelling never travels."""
@@ -282,10 +311,17 @@ class Front:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
+        if self.metrics_port is not None:  # its own port: plants never reach the series
+            metrics = web.Application()
+            metrics.router.add_get("/metrics", _metrics)
+            self._metrics_runner = web.AppRunner(metrics, access_log=None)
+            await self._metrics_runner.setup()
+            await web.TCPSite(self._metrics_runner, self.host, self.metrics_port).start()
 
     async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:
+                await runner.cleanup()
         if self._session is not None:
             await self._session.close()
 

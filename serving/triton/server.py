@@ -281,6 +281,7 @@ def serve(
     port: int | None = None,
     triton_port: int | None = None,
     limits: Limits | None = None,
+    metrics_port: int | None = None,
     max_backoff: float = 30.0,
     stable_after: float = 60.0,
 ) -> int:
@@ -293,12 +294,14 @@ def serve(
 
     port = port or free_port()
     require_free_port(port, "front")
+    if metrics_port is not None:
+        require_free_port(metrics_port, "metrics")
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, lambda *_: stop.set())
     server = TritonServer(repository, http_port=triton_port)
     server.start()
-    front = Front(server.url, port, limits=limits or Limits())
+    front = Front(server.url, port, limits=limits or Limits(), metrics_port=metrics_port)
     try:
         front.start()
         _say(f"serving {server.repository} ({', '.join(served_models(server.repository))})\n"
@@ -306,7 +309,9 @@ def serve(
              f"JSON depth <= {front.limits.max_depth}, shapes checked)\n"
              f"  model control (deploy/rollback --triton-url; token in "
              f"{server.repository / CONTROL_TOKEN_FILE}): http://{server.url}\n"
-             f"  Triton log: {server.log_path}")  # fmt: skip
+             + (f"  metrics (Prometheus): http://{front.host}:{metrics_port}/metrics\n"
+                if metrics_port is not None else "")
+             + f"  Triton log: {server.log_path}")  # fmt: skip
         delay, since = 1.0, time.monotonic()
         while not stop.wait(0.5):
             if server.process.poll() is None:

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from anomalyops.serving.ports import free_port
@@ -114,7 +115,8 @@ def _raw(url: str, method: str, path: str, body: bytes = b"", headers=None) -> t
 
 @pytest.fixture(scope="module")
 def front(triton):
-    with Front(triton.url, free_port(), limits=Limits(max_body=8 << 20)) as running:
+    with Front(triton.url, free_port(), limits=Limits(max_body=8 << 20),
+               metrics_port=free_port()) as running:  # fmt: skip
         yield running
 
 
@@ -179,6 +181,41 @@ def test_good_requests_pass_unchanged(triton, front, weld):
         tensor.set_data_from_numpy(np.zeros((1, 128, 128, 3), np.uint8))
         client.infer("weld", [tensor])
     client.close()
+
+
+def _front_samples(front) -> dict[tuple[str, tuple], float]:
+    """The front's /metrics as Prometheus parses it: {(name, sorted labels): value}."""
+    answer = httpx.get(f"http://{front.host}:{front.metrics_port}/metrics", timeout=10)
+    assert answer.status_code == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(answer.text)
+            for s in family.samples}  # fmt: skip
+
+
+def test_front_metrics_count_what_it_answered(triton, front, weld):
+    from anomalyops.serving.images.decode import load_image
+
+    def count(samples, route, model, code):
+        labels = (("code", str(code)), ("model", model), ("route", route))
+        return samples.get(("anomalyops_front_requests_total", labels), 0.0)
+
+    before = _front_samples(front)
+    image = load_image(sorted((weld / "test" / "good").glob("*"))[0], (256, 256))[None]
+    body = {"inputs": [{"name": "image", "shape": list(image.shape), "datatype": "UINT8",
+                        "data": image.ravel().tolist()}]}  # fmt: skip
+    url = f"http://{front.url}/v2/models/weld/infer"
+    assert httpx.post(url, content=json.dumps(body), timeout=60).status_code == 200
+    assert _raw(front.url, "POST", "/v2/./repository/models/weld/unload")[0] == 403
+    assert httpx.get(f"http://{front.url}/v2/models/no-such-line", timeout=10).status_code >= 400
+    after = _front_samples(front)
+    assert count(after, "infer", "weld", 200) == count(before, "infer", "weld", 200) + 1
+    assert count(after, "refused", "", 403) == count(before, "refused", "", 403) + 1
+    # A name Triton does not know gets no series of its own (a plant cannot grow the labels).
+    assert not [k for k in after if ("model", "no-such-line") in k[1]]
+    assert after[
+        ("anomalyops_front_request_duration_seconds_count", (("route", "infer"),))
+    ] > before.get(("anomalyops_front_request_duration_seconds_count", (("route", "infer"),)), 0)
+    assert after[("anomalyops_front_held_bytes", ())] == 0  # nothing held between requests
 
 
 def test_model_control_is_out_of_the_plants_reach(triton, front):
