@@ -86,3 +86,110 @@ def test_an_external_database_needs_its_auth_config(helm):
         "mlflow.backendStore.existingSecret=db,mlflow.artifacts.destination=s3://b/m",
     )
     assert result.returncode != 0 and "mlflow.auth.configSecret" in result.stderr
+
+
+def _rendered_server(objects: list[dict], root, port: int) -> tuple[list[str], dict[str, str]]:
+    """The chart's MLflow command line and auth settings, moved from the pod's paths to ROOT.
+
+    Only places change (host, port, the PVC's stores, allowed hosts); the app, its
+    default permission and authorization function are the rendered ones.
+    """
+    container = mlflow_container(objects)
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    ini = configparser.ConfigParser()
+    ini.read_string(config["data"]["basic_auth.ini"])
+    ini["mlflow"]["database_uri"] = f"sqlite:///{root / 'basic_auth.db'}"
+    with open(root / "basic_auth.ini", "w") as out:
+        ini.write(out)
+    moved = {"--host": "127.0.0.1", "--port": str(port), "--workers": "1",
+             "--backend-store-uri": f"sqlite:///{root / 'mlflow.db'}",
+             "--artifacts-destination": str(root / "artifacts"),
+             "--allowed-hosts": f"127.0.0.1:{port},localhost:{port}"}  # fmt: skip
+    args = [a if a.split("=")[0] not in moved else f"{a.split('=')[0]}={moved[a.split('=')[0]]}"
+            for a in container["args"]]  # fmt: skip
+    env = env_of(container)
+    # What the pod gets from its Secrets, given values here; plain values as rendered.
+    from_secrets = {"MLFLOW_AUTH_ADMIN_USERNAME": "pipeline",
+                    "MLFLOW_AUTH_ADMIN_PASSWORD": "pipeline-Pass-1",
+                    "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key"}  # fmt: skip
+    assert all("secretKeyRef" in env[name]["valueFrom"] for name in from_secrets)
+    settings = {name: e["value"] for name, e in env.items() if "value" in e} | from_secrets
+    settings["MLFLOW_AUTH_CONFIG_PATH"] = str(root / "basic_auth.ini")
+    settings["HOME"] = str(root)
+    return [*container["command"], *args], settings
+
+
+def test_rendered_auth_runs_live_and_only_the_pipeline_moves_the_champion(
+    render, tmp_path, monkeypatch
+):
+    """The chart's MLflow settings on a real `mlflow server --app-name basic-auth`: the
+    hook's reader is created, reads the champion, and is refused when it tries to move it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from anomalyops.components.registry import auth_users
+    from anomalyops.components.registry.champion import champion_version
+    from anomalyops.serving.ports import free_port
+
+    port = free_port()
+    (tmp_path / "artifacts").mkdir()
+    command, settings = _rendered_server(render("default"), tmp_path, port)
+    command[0] = str(Path(sys.executable).with_name("mlflow")) if shutil.which("mlflow") is None \
+        else shutil.which("mlflow")  # fmt: skip
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                              env=os.environ | settings, start_new_session=True)  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # /health is open: the chart's probes sign in with nothing
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not become healthy"
+            time.sleep(0.5)
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{uri}/api/2.0/mlflow/registered-models/search", timeout=10)
+        assert anonymous.value.code == 401
+
+        # The post-install hook, as the chart runs it: the admin creates the reader, twice.
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "pipeline")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pipeline-Pass-1")
+        monkeypatch.setenv("ANOMALYOPS_MLFLOW_READER", "drift")
+        monkeypatch.setenv("ANOMALYOPS_MLFLOW_READER_PASSWORD", "drift-reader-Pass-1")
+        assert auth_users.main([uri]) == 0
+        assert auth_users.main([uri]) == 0  # an existing reader is left as it is
+
+        admin = MlflowClient(uri)  # the pipeline's identity registers and moves the alias
+        admin.create_registered_model("weld")
+        run = admin.create_run(experiment_id="0").info.run_id
+        version = admin.create_model_version("weld", f"runs:/{run}/model", run_id=run).version
+        admin.set_registered_model_alias("weld", "champion", version)
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "drift")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "drift-reader-Pass-1")
+        assert champion_version(uri, "weld") == version  # the drift CronJob reads it
+        with pytest.raises(MlflowException) as refused:
+            MlflowClient(uri).set_registered_model_alias("weld", "champion", version)
+        assert refused.value.error_code == "PERMISSION_DENIED"
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+        with pytest.raises(MlflowException):
+            MlflowClient(uri).get_registered_model("weld")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=30)
+        log.close()
