@@ -1,7 +1,8 @@
 """platform/README.md's capacity note, derived from the results files (never typed by hand).
 
 Reads tests/benchmarks/results/serving.json (served throughput and latency),
-detectors-*.json (in-process ms/img of every detector row) and the chart's default
+serving-<dataset>.json (tiled and large-bank lines), multi-model.json (many models in one
+Triton), detectors-*.json (in-process ms/img of every detector row) and the chart's default
 resource requests (charts/anomalyops/values.yaml), and rewrites the section between the
 capacity markers in platform/README.md. Run it after either benchmark:
 
@@ -33,6 +34,61 @@ def _gib(value: str) -> float:
     return float(value[:-2]) * units[value[-2:]]
 
 
+def _run_rows(block: dict, *first: object) -> list[str]:
+    """Table rows of one serving path's runs, each led by FIRST's cells."""
+    rows = []
+    for run in block["runs"]:
+        cells = (*first, run["batch"], run["clients"], f"{run['images_per_s']:.1f}",
+                 f"{run['p50_ms']:.1f}", f"{run.get('p95_ms', 0):.1f}", f"{run['p99_ms']:.1f}",
+                 f"{run.get('load_average_1m', '-')}", block["measured"])  # fmt: skip
+        rows.append("| " + " | ".join(map(str, cells)) + " |")
+    return rows
+
+
+def large_models() -> list[str]:
+    """Tiled and large-bank lines (results/serving-<dataset>.json), when measured."""
+    files = sorted(RESULTS.glob("serving-*.json"))
+    if not files:
+        return []
+    lines = ["", "Tiled and large-bank lines at the shipped defaults, through the real Triton "
+             "(`serving.py --dataset`; results/serving-<dataset>.json):", "",
+             "| dataset | model | path | batch | clients | images/s | p50 ms | p95 ms | p99 ms "
+             "| load | measured |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for path in files:
+        result = json.loads(path.read_text())
+        dataset = path.stem.removeprefix("serving-")
+        model = result["model"].split(f", {dataset}")[0]
+        for name, block in result["paths"].items():
+            lines += _run_rows(block, dataset, model, name)
+    return lines
+
+
+def many_models() -> list[str]:
+    """N variants in one Triton (results/multi-model.json), when measured."""
+    path = RESULTS / "multi-model.json"
+    if not path.is_file():
+        return []
+    result = json.loads(path.read_text())
+    lines = ["", f"Many lines in one Triton (`tests/benchmarks/multi_model.py`, {result['model']}, "
+             f"{result['measured']}, commit {result['commit']}; results/multi-model.json): "
+             "requests spread over all models, batch 1:", "",
+             "| models | load s | RSS MiB | MiB per model | images/s | p50 ms | p99 ms | load |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for run in result["runs"]:
+        cells = (run["models"], run["load_s"], f"{run['rss_mib']:.0f}",
+                 f"{run['rss_per_model_mib']:.0f}", f"{run['images_per_s']:.1f}",
+                 f"{run['p50_ms']:.1f}", f"{run['p99_ms']:.1f}",
+                 run["load_average_1m"])  # fmt: skip
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    if result.get("marginal_rss_per_model_mib") is not None:
+        lines += ["", f"Each extra model costs about {result['marginal_rss_per_model_mib']:.0f} "
+                  "MiB of resident memory (the slope between the smallest and largest count): "
+                  "a python-flavour model is a backend stub process with its own onnxruntime "
+                  "session and bank."]  # fmt: skip
+    return lines
+
+
 def section() -> str:
     serving = json.loads((RESULTS / "serving.json").read_text())
     values = yaml.safe_load((ROOT / "charts" / "anomalyops" / "values.yaml").read_text())
@@ -47,14 +103,12 @@ def section() -> str:
         f"Measured by `tests/benchmarks/serving.py` ({serving['model']}; {serving['machine']}; "
         "results/serving.json):",
         "",
-        "| path | batch | clients | images/s | p50 ms | p99 ms | measured |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| path | batch | clients | images/s | p50 ms | p95 ms | p99 ms | load | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for path, block in serving["paths"].items():
-        for run in block["runs"]:
-            cells = (path, run["batch"], run["clients"], f"{run['images_per_s']:.1f}",
-                     f"{run['p50_ms']:.1f}", f"{run['p99_ms']:.1f}", block["measured"])  # fmt: skip
-            lines.append("| " + " | ".join(map(str, cells)) + " |")
+        lines += _run_rows(block, path)
+    lines += large_models() + many_models()
     lines += ["", "In-process prediction (`anomalyops predict`'s path; "
               "results/detectors-*.json):", "", "| dataset | detector | variant | bank | ms/img |",
               "|---|---|---|---:|---:|"]  # fmt: skip

@@ -1,17 +1,18 @@
 """Load benchmark: concurrent plant clients against the local Triton (python flavour, CPU).
 
-    .venv/bin/python tests/benchmarks/serving.py [--export DIR] [--seconds 20] [--clients 4]
-        [--paths triton transformer]
+    .venv/bin/python tests/benchmarks/serving.py [--dataset weld|tile|macaroni1]
+        [--export DIR] [--seconds 20] [--clients 4] [--paths triton transformer]
 
 Two paths, measured in one sitting (timings here vary ±50 % between sittings):
 - `triton`: raw uint8 tensors over tritonclient.http (what a plant client sends);
 - `transformer`: PNG bytes (the weld test images as stored) posted to the KServe
   transformer's real ModelServer, which decodes, resizes, calls the same Triton,
   thresholds, encodes the mask PNG and logs the prediction to SQLite.
-Without --export it trains a small PatchCore on weld and exports it. Prints throughput,
-p50/p95/p99 latency and errors; writes tests/benchmarks/results/serving.json (a path not
-run keeps its previous numbers). CPU only: the GPU (onnxruntime flavour, TensorRT)
-numbers need a GPU machine.
+Without --export it trains PatchCore on --dataset at the shipped defaults (the auto rule:
+magnetic_tile's 47 k-entry bank, macaroni1's 8 tiles) and exports it. Prints throughput,
+p50/p95/p99 latency and errors; writes tests/benchmarks/results/serving.json for weld,
+serving-<dataset>.json for the others (a path not run keeps its previous numbers). CPU
+only: the GPU (onnxruntime flavour, TensorRT) numbers need a GPU machine.
 """
 
 from __future__ import annotations
@@ -41,31 +42,47 @@ from anomalyops.serving.triton.repository import build_repository
 from anomalyops.serving.triton.server import TritonServer
 
 ROOT = Path(__file__).resolve().parents[2]
-WELD = (
-    Path(os.environ.get("ANOMALYOPS_DATA", ROOT.parent / "shared" / "data")) / "battery_weld/weld"
-)
-RESULTS = Path(__file__).with_name("results") / "serving.json"
+DATA = Path(os.environ.get("ANOMALYOPS_DATA", ROOT.parent / "shared" / "data"))
+DATASETS = {"weld": DATA / "battery_weld" / "weld", "tile": DATA / "magnetic_tile" / "tile",
+            "macaroni1": DATA / "visa" / "macaroni1"}  # fmt: skip
 
 
-def exported_model(workdir: Path, coreset: float) -> Path:
+def results_file(dataset: str) -> Path:
+    name = "serving.json" if dataset == "weld" else f"serving-{dataset}.json"
+    return Path(__file__).with_name("results") / name
+
+
+def exported_model(data: Path, workdir: Path, coreset: float) -> Path:
     from anomalyops.components.deploy.export import export
     from anomalyops.components.training.train import train
 
-    train(WELD, workdir / "trained", "patchcore", {"coreset_ratio": coreset}, progress=False)
+    train(data, workdir / "trained", "patchcore", {"coreset_ratio": coreset}, progress=False)
     export(workdir / "trained", workdir / "export")
     return workdir / "export"
+
+
+def describe(export_dir: Path) -> str:
+    """What was served: detector, backbone, working size and tiles (from model.json)."""
+    from anomalyops.serving.contract.model import load_contract
+
+    contract = load_contract(export_dir)
+    config = contract.lineage.get("detector", {}).get("config", {})
+    tiles = config.get("tile_size")
+    return (f"{contract.kind} {contract.backbone.get('name', '?')} "
+            f"{contract.width}x{contract.height}"
+            + (f", tiles {tiles[0]}x{tiles[1]}" if tiles else ""))  # fmt: skip
 
 
 # A sender factory: opened once per client thread, yields "send one request" (raises on error).
 Sender = Callable[[], contextlib.AbstractContextManager[Callable[[], None]]]
 
 
-def triton_sender(url: str, images: np.ndarray) -> Sender:
+def triton_sender(url: str, images: np.ndarray, model: str = "weld") -> Sender:
     """Raw uint8 tensors straight to Triton, as the plant client sends them."""
 
     @contextlib.contextmanager
     def open_client() -> Iterator[Callable[[], None]]:
-        with TritonClient(url, "weld", retries=0) as client:
+        with TritonClient(url, model, retries=0) as client:
             yield lambda: client.infer(images)
 
     return open_client
@@ -140,6 +157,7 @@ PATHS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", choices=list(DATASETS), default="weld")
     parser.add_argument("--export", type=Path, help="exported model dir (default: train one)")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
@@ -148,20 +166,23 @@ def main() -> None:
     parser.add_argument("--coreset", type=float, default=0.1, help="bank ratio (default: the "
                         "shipped 10 %%)")  # fmt: skip
     args = parser.parse_args()
+    from anomalyops.serving.contract.model import load_contract
+
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    export_dir = args.export or exported_model(workdir, args.coreset)
-    repo = build_repository(workdir / "repository", {"weld": export_dir}, "python")
-    paths = sorted((WELD / "test" / "good").glob("*"))[: max(args.batches)]
-    pool = np.stack([load_image(p, (256, 256)) for p in paths])
+    data, name = DATASETS[args.dataset], args.dataset
+    export_dir = args.export or exported_model(data, workdir, args.coreset)
+    repo = build_repository(workdir / "repository", {name: export_dir}, "python")
+    paths = sorted((data / "test" / "good").glob("*"))[: max(args.batches)]
+    pool = np.stack([load_image(p, load_contract(export_dir).input_size) for p in paths])
     encoded = [p.read_bytes() for p in paths]
     measured: dict[str, list[dict]] = {}
     with TritonServer(repo) as server, contextlib.ExitStack() as stack:
         senders: dict[str, Callable[[int], Sender]] = {
-            "triton": lambda batch: triton_sender(server.url, pool[:batch]),
+            "triton": lambda batch: triton_sender(server.url, pool[:batch], name),
         }
         if "transformer" in args.paths:
             url = stack.enter_context(
-                TransformerProcess("weld", server.url, repo, workdir / "log.db", free_port())
+                TransformerProcess(name, server.url, repo, workdir / "log.db", free_port())
             )
             senders["transformer"] = lambda batch: transformer_sender(url, encoded[:batch])
         for path in args.paths:
@@ -175,7 +196,8 @@ def main() -> None:
                 measured.setdefault(path, []).append(run)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()  # fmt: skip
-    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results_path = results_file(args.dataset)
+    previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results = previous.get("paths", {})
     for path, runs in measured.items():
         results[path] = {
@@ -184,11 +206,11 @@ def main() -> None:
             "commit": commit,
             "runs": runs,
         }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(
         json.dumps(
             {
-                "model": "patchcore efficientnet_lite0 256x256, weld, "
+                "model": f"{describe(export_dir)}, {name}, "
                 + (f"export {args.export}" if args.export else f"coreset {args.coreset:.0%}"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), no GPU",
                 "paths": results,
@@ -197,7 +219,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"results in {RESULTS}")
+    print(f"results in {results_path}")
 
 
 if __name__ == "__main__":
