@@ -10,6 +10,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from anomalyops.pipelines.cli.options import LOG_DB_HELP
+
 DEFAULT_OUT = "runs/drift"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -130,7 +132,7 @@ def add_drift_commands(commands: argparse._SubParsersAction) -> None:
         description="Exit code: 0 no drift (or too little data), 1 drifting, 2 error.",
     )
     check.add_argument("--variant", required=True, help="product variant (registered model)")
-    check.add_argument("--log-db", required=True, help="prediction log (SQLite)")
+    check.add_argument("--log-db", required=True, help=LOG_DB_HELP)
     source = check.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--reference", help="model, export or Triton version folder, or a reference.json"
@@ -153,7 +155,7 @@ def add_drift_commands(commands: argparse._SubParsersAction) -> None:
     log = commands.add_parser("log", help="prediction log maintenance")
     log_actions = log.add_subparsers(dest="action", required=True)
     prune = log_actions.add_parser("prune", help="delete old unreviewed predictions (retention)")
-    prune.add_argument("--log-db", required=True, help="a SQLite path or a database URL")
+    prune.add_argument("--log-db", required=True, help=LOG_DB_HELP)
     prune.add_argument("--log-files", help="where kept images are (a folder or s3://...; "
                        "default: beside a SQLite log)")  # fmt: skip
     prune.add_argument("--older-than", type=duration, required=True, help="e.g. 30d")

@@ -102,6 +102,9 @@ def finite_positive(value: str) -> float:
     return number
 
 
+LOG_DB_HELP = "prediction log: a SQLite path, a database URL or env:NAME (the URL in $NAME)"
+
+
 def existing_log(location: str, files: str | None = None):  # -> PredictionLog
     """Open a prediction log (a path or a database URL) that must already exist: a
     mistyped path is an error naming it, never a new empty log."""

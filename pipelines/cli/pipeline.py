@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from anomalyops.pipelines.cli.options import LOG_DB_HELP
 from anomalyops.serving.triton.repository import FLAVOURS
 
 PIPELINE_NAMES = ("training", "retraining", "drift")
@@ -405,8 +406,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction) -> None:
     drift = runs.add_parser(
         "drift", help="check the champion's predictions for drift; retrain when an alert rises"
     )
-    drift.add_argument("--log-db", required=True, help="prediction log: a SQLite path, a "
-                       "database URL, or env:NAME (the URL in the steps' environment)")  # fmt: skip
+    drift.add_argument("--log-db", required=True, help=LOG_DB_HELP)
     drift.add_argument(
         "--drift-out",
         help="verdicts, reports and alert state, shared by runs (default "

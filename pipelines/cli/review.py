@@ -12,7 +12,7 @@ import os
 import sys
 import unicodedata
 
-from anomalyops.pipelines.cli.options import existing_log
+from anomalyops.pipelines.cli.options import LOG_DB_HELP, existing_log
 
 FILTER_VERDICTS = ("any", "unreviewed", "false_alarm", "confirmed_defect")
 LABELS = ("anomalous", "good", "unusable", "any")  # anomalous: what the detector flagged
@@ -81,7 +81,7 @@ def add_review_commands(commands: argparse._SubParsersAction) -> None:
     actions = review.add_subparsers(dest="review_command", required=True)
 
     listing = actions.add_parser("list", help="logged predictions, newest first")
-    listing.add_argument("--log-db", required=True, help="the transformer's SQLite prediction log")
+    listing.add_argument("--log-db", required=True, help=LOG_DB_HELP)
     listing.add_argument("--variant")
     listing.add_argument("--line")
     listing.add_argument("--label", choices=LABELS, default="anomalous")
@@ -93,14 +93,14 @@ def add_review_commands(commands: argparse._SubParsersAction) -> None:
 
     mark = actions.add_parser("mark", help="store a verdict on one logged prediction")
     mark.add_argument("id", type=int, help="prediction id (from `review list` or the page)")
-    mark.add_argument("--log-db", required=True)
+    mark.add_argument("--log-db", required=True, help=LOG_DB_HELP)
     mark.add_argument("--verdict", required=True, choices=("false_alarm", "confirmed_defect"))
     mark.add_argument("--reviewer", required=True, help="who says so")
     mark.add_argument("--note", default="", help="why (kept with the verdict)")
     mark.set_defaults(func=cmd_mark)
 
     serve = actions.add_parser("serve", help="run the review page beside the transformer")
-    serve.add_argument("--log-db", required=True, help="a SQLite path or a database URL")
+    serve.add_argument("--log-db", required=True, help=LOG_DB_HELP)
     serve.add_argument("--log-files", default=os.environ.get("ANOMALYOPS_PREDICTION_FILES"),
                        help="where kept images are: a folder or s3://... (default "
                        "$ANOMALYOPS_PREDICTION_FILES, else beside a SQLite log)")  # fmt: skip
