@@ -69,6 +69,22 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def arrange_flat(folder: str | Path) -> bool:
+    """Give a flat folder of images (what a line drops its k new good parts into) the MVTec
+    layout in place: with no train/good, its top-level images move there. True if moved."""
+    folder = Path(folder)
+    if (folder / "train" / "good").is_dir():
+        return False
+    images = _images_in(folder) if folder.is_dir() else []
+    if not images:
+        return False
+    good = folder / "train" / "good"
+    good.mkdir(parents=True)
+    for image in images:
+        image.rename(good / image.name)
+    return True
+
+
 class FolderDataset:
     """One product variant's images, read from an MVTec-AD-style folder."""
 

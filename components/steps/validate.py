@@ -43,14 +43,18 @@ def validate_component(
     manifest: Output[Artifact],
     report: Output[HTML],
 ):
-    """Copy DATA (bucket URI or path) into the Dataset artifact, then check its good images.
+    """Copy DATA (bucket URI or path; MVTec layout, or a flat folder of good images) into
+    the Dataset artifact, then check its good images.
 
     Later steps read the images from that artifact, never from a path on one machine.
     """
+    from anomalyops.components.data.datasets import arrange_flat
     from anomalyops.components.steps.validate import validate_step
     from anomalyops.serving.storage import download
 
     download(data, dataset.path)
+    if arrange_flat(dataset.path):  # k new good parts in one folder: they are train/good
+        print(f"validate: {data} holds images, no train/good: taken as train/good")
     result = validate_step(
         dataset.path, manifest.path, report.path, min_images, require_uniform_size
     )

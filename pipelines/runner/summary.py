@@ -6,6 +6,7 @@ Reports are copied out of KFP's artifact folders under names a browser opens.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -93,7 +94,23 @@ def print_drift(
         print(f"no alert raised: no retraining; step outputs in {run_dir}")
         return
     champion = champion_version(tracking_uri, args.variant)
-    served = Path(repository) / args.variant / str(champion)
     print(f"ALERT raised: retraining ran; step outputs in {run_dir}")
+    outcome = deploy_output(run_dir)
+    if outcome is not None:  # what the gate decided and the deploy step did
+        decision = outcome["decision"]
+        status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
+        print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
     print(f"champion of {args.variant}: version {champion} (registry {tracking_uri})")
-    print(f"Triton repository: {served if served.is_dir() else repository}")
+    if outcome is not None:
+        print_deployment(outcome["deployment"])
+    else:
+        served = Path(repository) / args.variant / str(champion)
+        print(f"Triton repository: {served if served.is_dir() else repository}")
+
+
+def deploy_output(run_dir: Path | None) -> dict | None:
+    """The deploy step's output ({decision, deployment}) in a kfp.local run folder, if any."""
+    path = run_dir / "deploy-component" / "executor_output.json" if run_dir else None
+    if path is None or not path.is_file():
+        return None
+    return json.loads(json.loads(path.read_text())["parameterValues"]["Output"])

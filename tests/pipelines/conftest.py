@@ -48,10 +48,11 @@ def turned_good(weld):
 
 @pytest.fixture
 def new_good(tmp_path, turned_good):
-    """The first eight turned images as the retraining's new good images (MVTec layout)."""
+    """The first eight turned images as the retraining's new good images, in one flat
+    folder as a line drops them (the loop test gives the MVTec layout)."""
     from PIL import Image
 
-    shots = tmp_path / "new-good" / "train" / "good"
+    shots = tmp_path / "new-good"
     shots.mkdir(parents=True)
     for i, image in enumerate(turned_good[:8]):
         Image.fromarray(image).save(shots / f"turned_{i}.png")

@@ -120,3 +120,19 @@ def test_pasted_defects_change_only_their_masks(weld_splits):
     assert ((share > 0.0005) & (share < 0.02)).all()
     changed = (pasted != good).any(-1)
     assert all(changed[i][masks[i]].mean() > 0.5 for i in range(8))
+
+
+def test_a_flat_folder_of_good_images_is_given_the_mvtec_layout(tmp_path):
+    from anomalyops.components.data.datasets import FolderDataset, arrange_flat
+
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / name).write_bytes(b"image bytes")
+    (tmp_path / "notes.txt").write_text("stays")
+    assert arrange_flat(tmp_path)
+    names = sorted(s.path.name for s in FolderDataset(tmp_path).train_samples())
+    assert names == ["a.png", "b.jpg"]
+    assert (tmp_path / "notes.txt").is_file()
+    assert not arrange_flat(tmp_path)  # already in the layout: left as it is
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not arrange_flat(empty) and not (empty / "train").exists()
