@@ -89,6 +89,33 @@ def many_models() -> list[str]:
     return lines
 
 
+def _bank_cost(cores: int) -> str:
+    """How larger banks and tiles scale the served rate (batch 1 through Triton)."""
+    rates = []
+    for path in sorted(RESULTS.glob("serving-*.json")):
+        runs = json.loads(path.read_text())["paths"].get("triton", {}).get("runs", [])
+        best = max((r["images_per_s"] for r in runs if r["batch"] == 1), default=None)
+        if best is not None:
+            rates.append(f"{path.stem.removeprefix('serving-')} {best / cores:.1f}")
+    if not rates:
+        return ""
+    return (
+        "; the served graph searches the bank exactly, so larger banks and tiles cost "
+        f"more per core: {', '.join(rates)} images/s (the tiled and large-bank table)"
+    )
+
+
+def _memory_per_line() -> list[str]:
+    path = RESULTS / "multi-model.json"
+    marginal = json.loads(path.read_text()).get("marginal_rss_per_model_mib") if (
+        path.is_file()) else None  # fmt: skip
+    if marginal is None:
+        return []
+    return [f"- **Memory per line in one shared Triton**: about {marginal:.0f} MiB resident "
+            "per extra model of weld's size (the many-lines table), so a Triton serving 20 "
+            f"such lines needs about {20 * marginal / 1024:.1f} GiB."]  # fmt: skip
+
+
 def section() -> str:
     serving = json.loads((RESULTS / "serving.json").read_text())
     values = yaml.safe_load((ROOT / "charts" / "anomalyops" / "values.yaml").read_text())
@@ -128,12 +155,12 @@ def section() -> str:
         "cluster):",
         f"- **Per CPU core**: about {best.get('transformer', 0) / cores:.0f} images/s through "
         f"the transformer and {best.get('triton', 0) / cores:.0f} with raw tensors (batch 1, "
-        f"the {cores}-core rows above divided by {cores}); a bigger bank costs in proportion to "
-        "its ms/img in the second table.",
+        f"the {cores}-core rows above divided by {cores})" + _bank_cost(cores) + ".",
         f"- **Lines per CPU node** ({NODE['cores']} cores, {NODE['memory_gib']} GiB) with the "
         f"chart's default requests (Triton {triton['cpu']} CPU / {triton['memory']}, transformer "
         f"{transformer['cpu']} CPU / {transformer['memory']}): {min(by_cpu, by_memory)} lines "
         f"(CPU allows {by_cpu}, memory {by_memory}).",
+        *_memory_per_line(),
         "- **Per GPU**: untested, no GPU was available to this work; measure with "
         "`tests/benchmarks/serving.py` on a GPU line before sizing the GPU pool (the chart "
         "requests one GPU per Triton pod).",

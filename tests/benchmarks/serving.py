@@ -62,15 +62,22 @@ def exported_model(data: Path, workdir: Path, coreset: float) -> Path:
 
 
 def describe(export_dir: Path) -> str:
-    """What was served: detector, backbone, working size and tiles (from model.json)."""
+    """What was served: detector, backbone, working size, tiles and bank entries."""
+    import onnx
+
     from anomalyops.serving.contract.model import load_contract
 
     contract = load_contract(export_dir)
     config = contract.lineage.get("detector", {}).get("config", {})
     tiles = config.get("tile_size")
+    graph = onnx.load(export_dir / "model.onnx", load_external_data=False).graph
+    bank = next((i.dims[0] for i in graph.initializer if i.name == "memory_bank"), None)
+    ratio = config.get("coreset_ratio")
     return (f"{contract.kind} {contract.backbone.get('name', '?')} "
             f"{contract.width}x{contract.height}"
-            + (f", tiles {tiles[0]}x{tiles[1]}" if tiles else ""))  # fmt: skip
+            + (f", tiles {tiles[0]}x{tiles[1]}" if tiles else "")
+            + (f", bank {bank}" if bank else "")
+            + (f" ({ratio:.0%})" if ratio else ""))  # fmt: skip
 
 
 # A sender factory: opened once per client thread, yields "send one request" (raises on error).
@@ -172,8 +179,14 @@ def main() -> None:
     data, name = DATASETS[args.dataset], args.dataset
     export_dir = args.export or exported_model(data, workdir, args.coreset)
     repo = build_repository(workdir / "repository", {name: export_dir}, "python")
-    paths = sorted((data / "test" / "good").glob("*"))[: max(args.batches)]
-    pool = np.stack([load_image(p, load_contract(export_dir).input_size) for p in paths])
+    contract = load_contract(export_dir)
+    # Triton refuses a batch above the config's max_batch_size (sized from the graph's
+    # memory: 5 for an 8-tile image), so such a batch is measured at that size.
+    batches = sorted({min(b, contract.max_batch_size) for b in args.batches})
+    if batches != sorted(args.batches):
+        print(f"batches {args.batches} -> {batches}: max_batch_size {contract.max_batch_size}")
+    paths = sorted((data / "test" / "good").glob("*"))[: max(batches)]
+    pool = np.stack([load_image(p, contract.input_size) for p in paths])
     encoded = [p.read_bytes() for p in paths]
     measured: dict[str, list[dict]] = {}
     with TritonServer(repo) as server, contextlib.ExitStack() as stack:
@@ -188,7 +201,7 @@ def main() -> None:
         for path in args.paths:
             with senders[path](1)() as send:
                 send()  # warm: first request loads and warms the model
-            for batch in args.batches:
+            for batch in batches:
                 sender = senders[path](batch)
                 run = {"path": path} | drive(sender, batch, args.seconds, args.clients)
                 run["load_average_1m"] = round(os.getloadavg()[0], 2)
@@ -210,8 +223,7 @@ def main() -> None:
     results_path.write_text(
         json.dumps(
             {
-                "model": f"{describe(export_dir)}, {name}, "
-                + (f"export {args.export}" if args.export else f"coreset {args.coreset:.0%}"),
+                "model": f"{describe(export_dir)}, {name}",
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), no GPU",
                 "paths": results,
             },
