@@ -83,3 +83,28 @@ def test_a_line_hostname_names_its_hosts_and_a_long_one_is_refused(helm):
                   "--set-json", 'lines=[{"name": "weld", "variant": "weld"}]')  # fmt: skip
     assert result.returncode != 0
     assert "lines[weld]: the ingress host label" in result.stderr and "hostname" in result.stderr
+
+
+def test_notes_name_the_hosts_the_ingresses_serve(helm, tmp_path):
+    """`helm template` never renders NOTES.txt (only install does, and that needs a
+    cluster), so a copy of the chart renders it as a ConfigMap to prove it renders."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "notes.render" -}}' + notes + "{{- end -}}"
+    )
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n"
+        '{{ include "notes.render" . | indent 4 }}\n'
+    )
+    args = ["template", "rel", str(chart), "--namespace", "plant", *values_args("gpu")]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    (rendered,) = [o["data"]["notes"] for o in objects if o["metadata"]["name"] == "notes"]
+    for host in hosts_of(objects):
+        assert f"https://{host}/" in rendered, host
