@@ -45,6 +45,7 @@ _MODEL = re.compile(
     r"/v2/models/(?P<name>[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?)"
     r"(?:/versions/(?P<version>[1-9][0-9]{0,18}))?(?P<action>/ready|/config|/infer)?"
 )
+_KINDS = {None: "metadata", "/ready": "health", "/config": "config", "/infer": "infer"}
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _TOKENS = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)  # an escape pair, a quote, a bracket
 CONFIG_TTL_S = 2.0  # a deploy may change dims; Triton itself still checks the rest
@@ -113,27 +114,20 @@ class Route:
     path: str
     model: str | None = None
     infer: bool = False
-
-    @property
-    def kind(self) -> str:
-        """The metrics label: health, metadata, config or infer."""
-        if self.infer:
-            return "infer"
-        if self.path.endswith("/config"):
-            return "config"
-        return "health" if "/health/" in self.path or self.path.endswith("/ready") else "metadata"
+    kind: str = "metadata"  # the metrics label: health, metadata, config or infer
 
 
 def route(method: str, raw_path: str) -> Route:
     """The allowed route for METHOD and RAW_PATH (as sent, query string included); Refused."""
     path, _, _ = raw_path.partition("?")
     if method in ("GET", "HEAD") and _SERVER.fullmatch(path):
-        return Route(path)
+        return Route(path, kind="metadata" if path == "/v2" else "health")
     match = _MODEL.fullmatch(path)
     if match is not None:
         infer = match["action"] == "/infer"
         if method == ("POST" if infer else "GET") or (method == "HEAD" and not infer):
-            return Route(path, match["name"], infer)
+            kind = _KINDS[match["action"]]
+            return Route(path, match["name"], infer, kind)
         raise Refused(405, f"{method} {path} is not allowed: infer takes POST, the rest GET")
     raise Refused(403, f"{path[:200]!r} is not served to plants (health, metadata, config and "
                        "infer of a model only)")  # fmt: skip

@@ -81,6 +81,18 @@ def test_only_the_allow_list_routes(method, path):
     assert refused.value.status in (403, 405)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "kind"),
+    [("GET", "/v2", "metadata"), ("GET", "/v2/health/ready", "health"),
+     ("GET", "/v2/models/weld/versions/2/ready", "health"), ("GET", "/v2/models/weld", "metadata"),
+     ("GET", "/v2/models/config", "metadata"), ("GET", "/v2/models/weld/config", "config"),
+     ("POST", "/v2/models/weld/infer", "infer")],
+)  # fmt: skip
+def test_each_route_has_its_metrics_kind(method, path, kind):
+    """From the match, not the spelling: a model named `config` is metadata, not config."""
+    assert route(method, path).kind == kind
+
+
 def test_allowed_routes_forward_their_canonical_path():
     assert route("GET", "/v2/health/ready").path == "/v2/health/ready"
     infer = route("POST", "/v2/models/weld/versions/3/infer?x=1")
