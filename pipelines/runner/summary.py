@@ -51,16 +51,21 @@ def print_failure(error: Exception, run_dir: Path | None, out: Path, step_error:
 def print_outcome(result, out: Path, evaluate: str) -> None:
     """Where a training or retraining run put its reports, model and deployment."""
     decision = result.decision
-    status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
     print(f"pipeline finished in {result.seconds:.1f} s; step outputs in {result.run_dir}")
     reports = collect_reports(result.run_dir, out / "reports" / result.run_dir.name, evaluate)
     print(f"validation report: {reports / 'validation.html'}")
     print(f"evaluation report: {reports / 'evaluation.html'}")
     if (reports / "sample_maps").is_dir():
         print(f"sample anomaly maps: {reports / 'sample_maps'}")
-    print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
+    print_decision(decision)
     print(f"champion of {decision['variant']}: version {decision['champion']}")
     print_deployment(result.deployment)
+
+
+def print_decision(decision: dict) -> None:
+    """The registered version and what the gate made of it."""
+    status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
+    print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
 
 
 def print_deployment(deployment: dict) -> None:
@@ -97,9 +102,7 @@ def print_drift(
     print(f"ALERT raised: retraining ran; step outputs in {run_dir}")
     outcome = deploy_output(run_dir)
     if outcome is not None:  # what the gate decided and the deploy step did
-        decision = outcome["decision"]
-        status = "champion" if decision["promoted"] else "challenger (champion unchanged)"
-        print(f"registered model: {decision['model_uri']} -> {status}: {decision['reason']}")
+        print_decision(outcome["decision"])
     print(f"champion of {args.variant}: version {champion} (registry {tracking_uri})")
     if outcome is not None:
         print_deployment(outcome["deployment"])
