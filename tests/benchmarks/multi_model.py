@@ -19,6 +19,7 @@ the commit and the load average: tests/benchmarks/results/multi-model.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -62,24 +63,20 @@ def round_robin_sender(url: str, names: list[str], image: np.ndarray):
     turn = itertools.cycle(names)
     lock = threading.Lock()
 
-    class Clients:
-        def __enter__(self):
-            self.clients = {name: TritonClient(url, name, retries=0) for name in names}
-            for client in self.clients.values():
-                client.__enter__()
+    @contextlib.contextmanager
+    def open_clients():
+        with contextlib.ExitStack() as stack:
+            clients = {name: stack.enter_context(TritonClient(url, name, retries=0))
+                       for name in names}  # fmt: skip
 
             def send() -> None:
                 with lock:
                     name = next(turn)
-                self.clients[name].infer(image)
+                clients[name].infer(image)
 
-            return send
+            yield send
 
-        def __exit__(self, *exc: object) -> None:
-            for client in self.clients.values():
-                client.__exit__(*exc)
-
-    return Clients
+    return open_clients
 
 
 def measure(export_dir: Path, count: int, workdir: Path, seconds: float, clients: int,
