@@ -14,6 +14,12 @@ from anomalyops.components.registry.client import RegistryError
 from anomalyops.serving.ports import free_port
 
 
+def mlflow_executable() -> str:
+    """The `mlflow` of this interpreter's environment, else the one on PATH."""
+    mlflow = Path(sys.executable).with_name("mlflow")
+    return str(mlflow) if mlflow.exists() else "mlflow"
+
+
 class LocalServer:
     """`mlflow server` on 127.0.0.1 with a SQLite store and a local artifact folder.
 
@@ -35,8 +41,7 @@ class LocalServer:
     def start(self, timeout: float = 120.0) -> LocalServer:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
-        mlflow = Path(sys.executable).with_name("mlflow")
-        command = [str(mlflow) if mlflow.exists() else "mlflow", "server",
+        command = [mlflow_executable(), "server",
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                    "--backend-store-uri", f"sqlite:///{(self.root / 'mlflow.db').resolve()}",
                    "--artifacts-destination", self.artifacts]  # fmt: skip

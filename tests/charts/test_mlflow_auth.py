@@ -125,26 +125,24 @@ def test_rendered_auth_runs_live_and_only_the_pipeline_moves_the_champion(
     """The chart's MLflow settings on a real `mlflow server --app-name basic-auth`: the
     hook's reader is created, reads the champion, and is refused when it tries to move it."""
     import os
-    import shutil
     import subprocess
-    import sys
     import time
     import urllib.error
     import urllib.request
-    from pathlib import Path
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from anomalyops.components.registry import auth_users
     from anomalyops.components.registry.champion import champion_version
+    from anomalyops.components.registry.server import mlflow_executable
     from anomalyops.serving.ports import free_port
 
     port = free_port()
     (tmp_path / "artifacts").mkdir()
     command, settings = _rendered_server(render("default"), tmp_path, port)
-    command[0] = str(Path(sys.executable).with_name("mlflow")) if shutil.which("mlflow") is None \
-        else shutil.which("mlflow")  # fmt: skip
+    assert command[:2] == ["mlflow", "server"]
+    command[0] = mlflow_executable()  # the rendered `mlflow`, from this environment
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                               env=os.environ | settings, start_new_session=True)  # fmt: skip
