@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Self
 
 import faiss
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import (
@@ -18,10 +20,17 @@ from anomalyops.components.detectors.base import (
     Prediction,
     batches,
 )
-from anomalyops.components.detectors.patchcore.sampler import CHUNK_SIZE, greedy_coreset
-from anomalyops.components.detectors.patchcore.search import build_index, nearest_distance
+from anomalyops.components.detectors.patchcore.sampler import greedy_coreset
+from anomalyops.components.detectors.patchcore.search import (
+    build_index,
+    kept_rows,
+    nearest_distance,
+)
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
 from anomalyops.components.detectors.tiling import tile_grid
+
+# Images scored per search call in cross_fit: one call's patches spread over every thread.
+CROSS_FIT_IMAGES = 16
 
 
 @dataclass
@@ -32,7 +41,7 @@ class PatchCoreConfig(DetectorConfig):
     # exact search over a larger bank was too slow (HNSW now answers in ~log(bank) steps).
     coreset_ratio: float = 0.1
     projection_dim: int = 64
-    coreset_chunk: int = CHUNK_SIZE
+    coreset_chunk: int | None = None  # first-stage patches per chunk (None: from the ratio)
     search: str = "auto"  # "exact", "hnsw", or "auto" (search.resolve says which)
     tile_size: tuple[int, int] | None = None  # None: the whole input_size is one tile
     tile_overlap: float = 0.25  # share of a tile its neighbours see too
@@ -53,7 +62,7 @@ class PatchCore(Detector):
     def __init__(self, config: PatchCoreConfig | None = None, weights: str = "imagenet") -> None:
         super().__init__(config, weights)
         self._index: faiss.Index | None = None
-        self._bank: torch.Tensor | None = None  # searched instead of the whole bank
+        self._excluded: np.ndarray | None = None  # bank rows predict() may not answer with
         # The training image each bank row came from, while the detector that fit them
         # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
         self.origin: np.ndarray | None = None
@@ -87,11 +96,40 @@ class PatchCore(Detector):
         )
 
     def fit(self, images: np.ndarray, progress: bool = True) -> Self:
-        patches = self._patches(images, progress)
+        self._learn(self._patches(images, progress), len(images), progress)
+        return self
+
+    def _learn(self, patches: torch.Tensor, count: int, progress: bool) -> None:
+        """The bank: the coreset of COUNT images' PATCHES, each row's image remembered."""
         keep = self._select(patches, progress)
         self._use_bank(patches[keep])
-        self.origin = keep.cpu().numpy() // (len(patches) // len(images))
-        return self
+        self.origin = keep.cpu().numpy() // (len(patches) // count)
+
+    @torch.inference_mode()
+    def cross_fit(
+        self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
+    ) -> Prediction:
+        """fit() and out_of_fold() with the patch features extracted once for both."""
+        patches = self._patches(images, progress)
+        self._learn(patches, len(images), progress)
+        per_image = patches.reshape(len(images), -1, patches.shape[1])
+        if self.device.type == "cpu":
+            self._built_index(progress)
+        scores = np.empty(len(images), np.float32)
+        maps = np.empty((len(images), *self.config.input_size), np.float32)
+        bar = tqdm(total=len(images), desc="cross-fit", unit="img", disable=not progress)
+        for fold in folds:
+            self._excluded = np.isin(self.origin, fold)
+            try:
+                for rows in np.array_split(fold, math.ceil(len(fold) / CROSS_FIT_IMAGES)):
+                    output = self._score(self._embedding(per_image[rows]))
+                    scores[rows] = output.score.numpy()
+                    maps[rows] = output.anomaly_map[:, 0].numpy()
+                    bar.update(len(rows))
+            finally:
+                self._excluded = None
+        bar.close()
+        return Prediction(scores, maps)
 
     def out_of_fold(
         self,
@@ -122,17 +160,11 @@ class PatchCore(Detector):
     def predict_without(self, images: np.ndarray, excluded: np.ndarray) -> Prediction:
         """IMAGES scored by the bank without its EXCLUDED rows (a boolean mask): what a
         bank that never held their patches says, for thresholds set on images it learnt."""
-        mask = torch.from_numpy(np.asarray(excluded, dtype=bool)).to(self.device)
-        kept = self.model.memory_bank[~mask]
-        if len(kept) == 0:
-            raise ValueError("scoring without an image's own bank rows left no bank entry; "
-                             "use fewer folds or a larger coreset ratio")  # fmt: skip
-        index, bank = self._index, self._bank
-        self._index, self._bank = None, kept
+        self._excluded = np.asarray(excluded, dtype=bool)
         try:
             return self.predict(images)
         finally:
-            self._index, self._bank = index, bank
+            self._excluded = None
 
     def _use_bank(self, bank: torch.Tensor) -> None:
         self.model.memory_bank = bank.contiguous()
@@ -152,19 +184,33 @@ class PatchCore(Detector):
 
     @property
     def index(self) -> faiss.Index:
-        """faiss index over the bank searched (config.search; built on first use)."""
+        """faiss index over the whole bank (config.search; built on first use)."""
+        return self._built_index(progress=False)
+
+    def _built_index(self, progress: bool) -> faiss.Index:
         if self._index is None:
-            bank = self.model.memory_bank if self._bank is None else self._bank
-            self._index = build_index(bank.numpy(), self.config.search)
+            bank = self.model.memory_bank.numpy()
+            self._index = build_index(bank, self.config.search, progress)
         return self._index
 
     def infer(self, batch: torch.Tensor) -> InferenceOutput:
-        embedding = self.model.embed(batch, TILES_PER_BATCH)
+        return self._score(self.model.embed(batch, TILES_PER_BATCH))
+
+    def _embedding(self, patches: torch.Tensor) -> torch.Tensor:
+        """Images' patch rows (n × patches × D, as _patches gives them) → (n·T)×D×h×w."""
+        height, width = (side // self.model.backbone.strides[0] for side in self.model.grid.tile)
+        tiles = patches.reshape(-1, height, width, patches.shape[-1])
+        return tiles.permute(0, 3, 1, 2)
+
+    def _score(self, embedding: torch.Tensor) -> InferenceOutput:
+        """Tile embeddings → map and score, searching the bank outside self._excluded."""
         if self.device.type != "cpu":
             # On a GPU exact search is a few matrix products: the exported graph's own.
-            bank = self.model.memory_bank if self._bank is None else self._bank
+            bank = self.model.memory_bank
+            if self._excluded is not None:
+                bank = bank[torch.from_numpy(kept_rows(self._excluded)).to(bank.device)]
             return self.model.outputs(self.model.nearest_distances(embedding, bank))
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
-        distances = torch.from_numpy(nearest_distance(self.index, patches, groups=n))
-        return self.model.outputs(distances.reshape(n, 1, h, w))
+        distances = nearest_distance(self.index, patches, groups=n, excluded=self._excluded)
+        return self.model.outputs(torch.from_numpy(distances).reshape(n, 1, h, w))

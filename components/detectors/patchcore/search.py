@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+from tqdm.auto import tqdm
 
 SEARCHES = ("auto", "exact", "hnsw")
 # Below this many entries exact search is about as fast as HNSW and has nothing to miss.
@@ -19,6 +20,7 @@ HNSW_NEIGHBOURS = 32  # graph degree M
 HNSW_BUILD_EFFORT = 64  # efConstruction
 HNSW_SEARCH_EFFORT = 48  # efSearch: recall@1 ≥ 0.99 on bottle/tile banks (see benchmark)
 PEAK_CHECKS = 8  # each tile's largest HNSW answers re-searched exactly at first
+BUILD_BLOCK = 16384  # bank rows per HNSW add
 
 
 def resolve(search: str, bank_size: int) -> str:
@@ -30,30 +32,40 @@ def resolve(search: str, bank_size: int) -> str:
     return "exact" if bank_size < EXACT_BELOW else "hnsw"
 
 
-def build_index(bank: np.ndarray, search: str = "auto") -> faiss.Index:
-    """A faiss index over the bank's rows (float32 N×D)."""
+def build_index(bank: np.ndarray, search: str = "auto", progress: bool = False) -> faiss.Index:
+    """A faiss index over the bank's rows (float32 N×D); an HNSW build shows a bar."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     if resolve(search, len(bank)) == "exact":
         index = faiss.IndexFlatL2(bank.shape[1])
-    else:
-        index = faiss.IndexHNSWFlat(bank.shape[1], HNSW_NEIGHBOURS)
-        index.hnsw.efConstruction = HNSW_BUILD_EFFORT
-        index.hnsw.efSearch = HNSW_SEARCH_EFFORT
-        # One thread: a multi-threaded HNSW build links nodes in a racy order, and a
-        # saved-then-loaded detector must score exactly as before.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            index.add(bank)
-        finally:
-            faiss.omp_set_num_threads(threads)
+        index.add(bank)
         return index
-    index.add(bank)
+    index = faiss.IndexHNSWFlat(bank.shape[1], HNSW_NEIGHBOURS)
+    index.hnsw.efConstruction = HNSW_BUILD_EFFORT
+    index.hnsw.efSearch = HNSW_SEARCH_EFFORT
+    # One thread: a multi-threaded HNSW build links nodes in a racy order, and a
+    # saved-then-loaded detector must score exactly as before. Rows go in in fixed
+    # blocks (the graph depends on them, so every build uses the same), for the bar.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        with tqdm(total=len(bank), desc="index bank (HNSW)", unit="entry", unit_scale=True,
+                  disable=not progress) as bar:  # fmt: skip
+            for start in range(0, len(bank), BUILD_BLOCK):
+                index.add(bank[start : start + BUILD_BLOCK])
+                bar.update(min(BUILD_BLOCK, len(bank) - start))
+    finally:
+        faiss.omp_set_num_threads(threads)
     return index
 
 
-def nearest_distance(index: faiss.Index, queries: np.ndarray, groups: int = 1) -> np.ndarray:
-    """Euclidean distance from each query row to its nearest bank entry.
+def nearest_distance(
+    index: faiss.Index,
+    queries: np.ndarray,
+    groups: int = 1,
+    excluded: np.ndarray | None = None,
+) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest bank entry (outside EXCLUDED,
+    a boolean mask over the bank's rows, where given).
 
     The queries are `groups` equal runs (a tile's patches). With an approximate index the
     largest distance of every group is made exact: an HNSW answer is a real bank entry, so
@@ -61,16 +73,57 @@ def nearest_distance(index: faiss.Index, queries: np.ndarray, groups: int = 1) -
     answers until no unchecked answer exceeds the group's exact maximum gives that maximum
     exactly. Image scores are then what exact search gives; a rare far miss (recall@1
     0.999) can only raise a low point of the map, never the score.
+
+    Excluded rows are filtered inside the search (faiss IDSelector: HNSW still walks
+    through them, it only never answers with one), so scoring without some rows needs no
+    second index.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    squared = index.search(queries, 1)[0][:, 0]
-    if isinstance(index, faiss.IndexHNSW):
-        squared = _exact_peaks(faiss.downcast_index(index.storage), queries, squared, groups)
+    kept = None if excluded is None else _Kept(excluded)
+    hnsw = isinstance(index, faiss.IndexHNSW)
+    exact = faiss.downcast_index(index.storage) if hnsw else index
+    if kept is None:
+        squared = index.search(queries, 1)[0][:, 0]
+    else:
+        if hnsw:
+            params = faiss.SearchParametersHNSW(sel=kept.selector, efSearch=index.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=kept.selector)
+        squared, ids = index.search(queries, 1, params=params)
+        squared = squared[:, 0]
+        lost = np.flatnonzero(ids[:, 0] < 0)  # the walk found no kept entry
+        if len(lost):
+            squared[lost] = _search_exact(exact, queries[lost], kept)
+    if hnsw:
+        squared = _exact_peaks(exact, queries, squared, groups, kept)
     return np.sqrt(np.maximum(squared, 0))
 
 
+def kept_rows(excluded: np.ndarray) -> np.ndarray:
+    """The bank rows outside EXCLUDED (boolean masks); refused when none is left."""
+    kept = ~np.asarray(excluded, dtype=bool)
+    if not kept.any():
+        raise ValueError("scoring without an image's own bank rows left no bank entry; "
+                         "use fewer folds or a larger coreset ratio")  # fmt: skip
+    return kept
+
+
+class _Kept:
+    """A faiss selector of the bank rows outside EXCLUDED; holds the bitmap it points to."""
+
+    def __init__(self, excluded: np.ndarray) -> None:
+        kept = kept_rows(excluded)
+        self.bits = np.packbits(kept, bitorder="little")
+        self.selector = faiss.IDSelectorBitmap(len(kept), faiss.swig_ptr(self.bits))
+
+
+def _search_exact(exact: faiss.Index, queries: np.ndarray, kept: _Kept | None) -> np.ndarray:
+    params = None if kept is None else faiss.SearchParameters(sel=kept.selector)
+    return exact.search(queries, 1, params=params)[0][:, 0]
+
+
 def _exact_peaks(
-    exact: faiss.Index, queries: np.ndarray, squared: np.ndarray, groups: int
+    exact: faiss.Index, queries: np.ndarray, squared: np.ndarray, groups: int, kept: _Kept | None
 ) -> np.ndarray:
     """SQUARED with each group's largest approximate distances replaced by exact ones."""
     per_group = squared.reshape(groups, -1).copy()
@@ -80,7 +133,7 @@ def _exact_peaks(
     np.put_along_axis(pending, top, True, axis=1)
     while pending.any():
         rows = np.flatnonzero(pending)
-        per_group.flat[rows] = exact.search(queries[rows], 1)[0][:, 0]
+        per_group.flat[rows] = _search_exact(exact, queries[rows], kept)
         checked |= pending
         peak = np.where(checked, per_group, -np.inf).max(axis=1, keepdims=True)
         pending = ~checked & (per_group > peak)

@@ -24,9 +24,9 @@ def test_ratio_and_uniqueness_on_the_chunked_path():
 
 
 def test_two_stage_covers_rare_modes_like_global_greedy():
-    # 30 k points, chunk 8 192: four first-stage chunks, then greedy on their union.
+    # 30 k points at 1 %: two first-stage chunks, then greedy on their union.
     features, owner = rare_modes()
-    assert len(features) > 3 * sampler.CHUNK_SIZE
+    assert len(features) > sampler.chunk_size_for(0.01)
     picked = greedy_coreset(features, 0.01, progress=False)
     exact = greedy_coreset(features, 0.01, chunk_size=len(features), progress=False)
     assert len(picked) == len(exact) == 300
@@ -49,11 +49,11 @@ def test_a_large_union_is_chosen_in_parts_with_exact_count_and_coverage(monkeypa
 
 
 def test_one_first_stage_pick_per_chunk_share_would_miss_modes(monkeypatch):
-    # The old scheme (ratio × chunk per chunk, no second stage) is what OVERSAMPLE = 1
-    # reduces to: it leaves rare modes uncovered, so the test above can fail.
+    # The old scheme (ratio × chunk per chunk of 8 192, no second stage) is what
+    # OVERSAMPLE = 1 reduces to: it leaves rare modes uncovered, so the test above can fail.
     features, owner = rare_modes()
     monkeypatch.setattr(sampler, "OVERSAMPLE", 1)
-    picked = greedy_coreset(features, 0.01, progress=False)
+    picked = greedy_coreset(features, 0.01, chunk_size=8192, progress=False)
     covered = len(set(owner[picked].tolist()) - {-1})
     assert covered <= 180, covered  # 164 of 200 measured (sampler.py's docstring, README)
 
