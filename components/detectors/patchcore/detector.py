@@ -22,8 +22,8 @@ from anomalyops.components.detectors.base import (
 )
 from anomalyops.components.detectors.patchcore.sampler import greedy_coreset
 from anomalyops.components.detectors.patchcore.search import (
+    Exclusion,
     build_index,
-    kept_rows,
     nearest_distance,
 )
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
@@ -62,7 +62,7 @@ class PatchCore(Detector):
     def __init__(self, config: PatchCoreConfig | None = None, weights: str = "imagenet") -> None:
         super().__init__(config, weights)
         self._index: faiss.Index | None = None
-        self._excluded: np.ndarray | None = None  # bank rows predict() may not answer with
+        self._excluded: Exclusion | None = None  # bank rows predict() may not answer with
         # The training image each bank row came from, while the detector that fit them
         # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
         self.origin: np.ndarray | None = None
@@ -119,7 +119,7 @@ class PatchCore(Detector):
         maps = np.empty((len(images), *self.config.input_size), np.float32)
         bar = tqdm(total=len(images), desc="cross-fit", unit="img", disable=not progress)
         for fold in folds:
-            self._excluded = np.isin(self.origin, fold)
+            self._excluded = Exclusion(np.isin(self.origin, fold))
             try:
                 for rows in np.array_split(fold, math.ceil(len(fold) / CROSS_FIT_IMAGES)):
                     output = self._score(self._embedding(per_image[rows]))
@@ -160,7 +160,7 @@ class PatchCore(Detector):
     def predict_without(self, images: np.ndarray, excluded: np.ndarray) -> Prediction:
         """IMAGES scored by the bank without its EXCLUDED rows (a boolean mask): what a
         bank that never held their patches says, for thresholds set on images it learnt."""
-        self._excluded = np.asarray(excluded, dtype=bool)
+        self._excluded = Exclusion(excluded)
         try:
             return self.predict(images)
         finally:
@@ -208,9 +208,9 @@ class PatchCore(Detector):
             # On a GPU exact search is a few matrix products: the exported graph's own.
             bank = self.model.memory_bank
             if self._excluded is not None:
-                bank = bank[torch.from_numpy(kept_rows(self._excluded)).to(bank.device)]
+                bank = bank[torch.from_numpy(self._excluded.kept).to(bank.device)]
             return self.model.outputs(self.model.nearest_distances(embedding, bank))
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
-        distances = nearest_distance(self.index, patches, groups=n, excluded=self._excluded)
+        distances = nearest_distance(self.index, patches, groups=n, exclusion=self._excluded)
         return self.model.outputs(torch.from_numpy(distances).reshape(n, 1, h, w))

@@ -85,3 +85,14 @@ def test_copies_of_the_images_are_scored_by_one_fit_per_fold(weld, monkeypatch):
     assert not np.array_equal(both.scores[20:], plain.scores)
     with pytest.raises(ValueError, match="copies of the 20 images"):
         detector.out_of_fold(images, folds, progress=False, scored=images[:7])
+
+
+def test_patchcore_cross_fit_on_its_own_features_equals_scoring_each_fold_again(weld_train):
+    """cross_fit reuses fit's patch features and one index; out_of_fold extracts the
+    features again and scores through predict: the same numbers either way."""
+    detector = create("patchcore")
+    folds = session_folds(len(weld_train))
+    crossed = detector.cross_fit(weld_train, folds, progress=False)
+    again = detector.out_of_fold(weld_train, folds, progress=False)
+    np.testing.assert_allclose(crossed.scores, again.scores, rtol=1e-5)
+    np.testing.assert_allclose(crossed.maps, again.maps, rtol=1e-4, atol=1e-3)

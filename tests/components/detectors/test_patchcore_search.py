@@ -2,11 +2,13 @@
 
 import faiss
 import numpy as np
+import pytest
 import torch
 
 from anomalyops.components.detectors import create
 from anomalyops.components.detectors.patchcore import torch_model
 from anomalyops.components.detectors.patchcore.search import (
+    Exclusion,
     build_index,
     nearest_distance,
     recall_at_1,
@@ -66,3 +68,27 @@ def test_hnsw_index_is_rebuilt_identically(rng):
     first, second = build_index(bank, "auto"), build_index(bank, "auto")
     assert isinstance(first, faiss.IndexHNSWFlat)
     np.testing.assert_array_equal(first.search(queries, 1)[0], second.search(queries, 1)[0])
+
+
+def test_excluded_rows_are_never_answered_and_peaks_match_a_bank_without_them(rng):
+    """Filtered search (one index, some rows left out) against an index built without
+    them: exact search agrees everywhere, HNSW on every group's maximum (the score)."""
+    bank = rng.normal(size=(6000, 16)).astype(np.float32)
+    queries = np.concatenate([bank[:64], rng.normal(size=(192, 16)).astype(np.float32)])
+    excluded = np.zeros(len(bank), dtype=bool)
+    excluded[:3000] = True  # every query's own row among them
+    without = np.sqrt(build_index(bank[~excluded], "exact").search(queries, 1)[0][:, 0])
+    assert (without[:64] > 0.5).all()  # the copies' own rows would have answered 0
+    exclusion = Exclusion(excluded)
+    exact = nearest_distance(build_index(bank, "exact"), queries, exclusion=exclusion)
+    np.testing.assert_allclose(exact, without, rtol=1e-5, atol=1e-5)
+    found = nearest_distance(build_index(bank, "hnsw"), queries, groups=4, exclusion=exclusion)
+    np.testing.assert_allclose(
+        found.reshape(4, -1).max(axis=1), without.reshape(4, -1).max(axis=1), rtol=1e-5
+    )
+    assert (found >= without - 1e-4).all()
+
+
+def test_excluding_every_row_is_refused():
+    with pytest.raises(ValueError, match="left no bank entry"):
+        Exclusion(np.ones(100, dtype=bool))

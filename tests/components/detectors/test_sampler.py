@@ -73,3 +73,10 @@ def test_full_ratio_keeps_everything_and_bad_ratio_is_refused():
     assert greedy_coreset(torch.randn(10, 3), 1.0).tolist() == list(range(10))
     with pytest.raises(ValueError, match="ratio"):
         greedy_coreset(torch.randn(10, 3), 0.0)
+
+
+def test_batched_groups_pick_what_each_group_picks_alone():
+    points = torch.randn(5, 300, 8, generator=torch.Generator().manual_seed(3))
+    together = sampler._greedy(points, 40)
+    alone = torch.cat([sampler._greedy(points[i : i + 1], 40) for i in range(5)])
+    assert torch.equal(together, alone)
