@@ -1,5 +1,5 @@
 """The README's benchmark tables are the results files' tables, written by
-tests/benchmarks/detectors.py: no number in them is typed by hand."""
+tests/benchmarks/detectors.py and fit_scaling.py: no number in them is typed by hand."""
 
 from benchmark_script import REPO, load_benchmark
 

@@ -344,7 +344,12 @@ def families_markdown(rows: list[dict]) -> str:
 
 
 README = HERE.parents[1] / "README.md"
-BLOCKS = {"detectors": "detectors.md", "families": "detector-families.md"}
+# README block → its table in results/ (fit-scaling.md is fit_scaling.py's)
+BLOCKS = {
+    "detectors": "detectors.md",
+    "families": "detector-families.md",
+    "fit-scaling": "fit-scaling.md",
+}
 
 
 def readme_with_tables(readme: str, results: Path) -> str:

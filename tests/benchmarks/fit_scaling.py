@@ -7,10 +7,12 @@ band of each 1500×1000 JPEG, resized), and its mirror images for more than 100 
 of original, left-right, up-down and both). At the defaults they are tiled (344×864
 working size, 10 tiles of 256², 10 240 patches an image). For each image count the real
 train step (`anomalyops fit`: decode, features, coreset, HNSW index, cross-fitted
-thresholds, save) runs once, with its stages timed. Writes results/fit-scaling.json: the
-seconds of every stage and the whole, the seconds per image and their ratio to the
-smallest count's (1.0 = linear). Timings on these shared 2-core machines vary; the load
-average is recorded.
+thresholds, save) runs once in a fresh process, with its stages timed. Writes
+results/fit-scaling.json (the seconds of every stage and the whole, the seconds per image
+and their ratio to the smallest count's: 1.0 = linear; peak memory) and its table,
+results/fit-scaling.md, into the README's `fit-scaling` block (`--tables-only` rewrites
+the table from the JSON). Timings on these shared 2-core machines vary; the load average
+is recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from anomalyops.components.training.train import train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "fit-scaling.json"
+sys.path.insert(0, str(HERE))
+from detectors import README, readme_with_tables  # noqa: E402  (one README block writer)
+
 SOURCE = HERE.parents[2] / "shared" / "data" / "visa" / "macaroni1" / "train" / "good"
 STAGES = ("decode_s", "features_s", "coreset_s", "index_s", "cross_fit_search_s")
 PART = (1250, 500)  # width × height of a part
@@ -117,10 +122,36 @@ def run_one(count: int, work: Path) -> dict:
     }
 
 
+def table(result: dict) -> str:
+    """The markdown table of a fit-scaling.json."""
+    lines = [
+        "| images | patches | bank | decode s | features s | coreset s | HNSW index s "
+        "| cross-fit search s | **train s** | s/image | vs smallest | peak RSS MiB | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        cells = [row["images"], row["patches"], row["bank"], *(row[key] for key in STAGES),
+                 f"**{row['train_s']}**", row["s_per_image"], row["per_image_vs_smallest"],
+                 row["peak_rss_mib"], row["load_average_1m"]]  # fmt: skip
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    size, when = "×".join(map(str, result["part"])), f"{result['commit']}, {result['date']}"
+    lines.append(f"\n{size} grayscale parts ({result['source']}), tiled at the defaults; "
+                 f"commit {when}, {result['threads']} threads.")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_tables() -> None:
+    (RESULTS.with_suffix(".md")).write_text(table(json.loads(RESULTS.read_text())))
+    README.write_text(readme_with_tables(README.read_text(), RESULTS.parent))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", default="50,100,200,400")
+    parser.add_argument("--tables-only", action="store_true")
     args = parser.parse_args()
+    if args.tables_only:
+        return write_tables()
     rows = []
     with tempfile.TemporaryDirectory(prefix="fit-scaling-") as work:
         for count in map(int, args.images.split(",")):
@@ -144,7 +175,8 @@ def main() -> None:
         "source": "visa/macaroni1 train/good, grayscale 1250×500 bands and their flips",
         "threads": torch.get_num_threads(), "rows": rows,
     }, indent=1) + "\n")  # fmt: skip
-    print(f"wrote {RESULTS}")
+    write_tables()
+    print(f"wrote {RESULTS} and its table in README.md")
 
 
 def one() -> None:
