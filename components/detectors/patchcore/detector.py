@@ -143,9 +143,9 @@ class PatchCore(Detector):
         The coreset was chosen once over every image; fold k is searched only among the
         entries of other folds' images. Patches only fold k had are gone from its bank,
         as they would be from a coreset of the other folds alone, at the cost of one
-        filtered search per fold instead of K more coresets. Against K true refits the 1 % thresholds
-        agree within 4 % (weld +1.4 %, transistor equal, bottle −3.6 %) and the scores
-        run 0.5-4 % higher on average (tests/benchmarks/crossfit.py).
+        filtered search per fold instead of K more coresets. Against K true refits the
+        1 % thresholds agree within 4 % (weld +1.4 %, transistor equal, bottle −3.6 %) and
+        the scores run 0.5-4 % higher on average (tests/benchmarks/crossfit.py).
         """
         if self.origin is None or self.origin.max(initial=-1) >= len(images):
             raise RuntimeError("out_of_fold scores the images fit() just learnt; fit first")

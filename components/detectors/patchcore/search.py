@@ -20,7 +20,6 @@ HNSW_NEIGHBOURS = 32  # graph degree M
 HNSW_BUILD_EFFORT = 64  # efConstruction
 HNSW_SEARCH_EFFORT = 48  # efSearch: recall@1 ≥ 0.99 on bottle/tile banks (see benchmark)
 PEAK_CHECKS = 8  # each tile's largest HNSW answers re-searched exactly at first
-BUILD_BLOCK = 16384  # bank rows per HNSW add
 
 
 def resolve(search: str, bank_size: int) -> str:
@@ -43,16 +42,16 @@ def build_index(bank: np.ndarray, search: str = "auto", progress: bool = False) 
     index.hnsw.efConstruction = HNSW_BUILD_EFFORT
     index.hnsw.efSearch = HNSW_SEARCH_EFFORT
     # One thread: a multi-threaded HNSW build links nodes in a racy order, and a
-    # saved-then-loaded detector must score exactly as before. Rows go in in fixed
-    # blocks (the graph depends on them, so every build uses the same), for the bar.
+    # saved-then-loaded detector must score exactly as before. One add, not blocks: rows
+    # come in image order, and a graph built block by block found the nearest entry for
+    # 95.6 % of bottle's test patches against 99.4 % (the bar shows only the time).
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
         with tqdm(total=len(bank), desc="index bank (HNSW)", unit="entry", unit_scale=True,
                   disable=not progress) as bar:  # fmt: skip
-            for start in range(0, len(bank), BUILD_BLOCK):
-                index.add(bank[start : start + BUILD_BLOCK])
-                bar.update(min(BUILD_BLOCK, len(bank) - start))
+            index.add(bank)
+            bar.update(len(bank))
     finally:
         faiss.omp_set_num_threads(threads)
     return index
