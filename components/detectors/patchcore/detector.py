@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Self
 
@@ -62,7 +64,7 @@ class PatchCore(Detector):
     def __init__(self, config: PatchCoreConfig | None = None, weights: str = "imagenet") -> None:
         super().__init__(config, weights)
         self._index: faiss.Index | None = None
-        self._excluded: Exclusion | None = None  # bank rows predict() may not answer with
+        self._exclusion: Exclusion | None = None  # bank rows predict() may not answer with
         # The training image each bank row came from, while the detector that fit them
         # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
         self.origin: np.ndarray | None = None
@@ -119,15 +121,12 @@ class PatchCore(Detector):
         maps = np.empty((len(images), *self.config.input_size), np.float32)
         bar = tqdm(total=len(images), desc="cross-fit", unit="img", disable=not progress)
         for fold in folds:
-            self._excluded = Exclusion(np.isin(self.origin, fold))
-            try:
+            with self._searching_without(np.isin(self.origin, fold)):
                 for rows in np.array_split(fold, math.ceil(len(fold) / CROSS_FIT_IMAGES)):
                     output = self._score(self._embedding(per_image[rows]))
                     scores[rows] = output.score.numpy()
                     maps[rows] = output.anomaly_map[:, 0].numpy()
                     bar.update(len(rows))
-            finally:
-                self._excluded = None
         bar.close()
         return Prediction(scores, maps)
 
@@ -161,11 +160,17 @@ class PatchCore(Detector):
     def predict_without(self, images: np.ndarray, excluded: np.ndarray) -> Prediction:
         """IMAGES scored by the bank without its EXCLUDED rows (a boolean mask): what a
         bank that never held their patches says, for thresholds set on images it learnt."""
-        self._excluded = Exclusion(excluded)
-        try:
+        with self._searching_without(excluded):
             return self.predict(images)
+
+    @contextlib.contextmanager
+    def _searching_without(self, excluded: np.ndarray) -> Iterator[None]:
+        """Searches inside the block never answer with the EXCLUDED bank rows."""
+        self._exclusion = Exclusion(excluded)
+        try:
+            yield
         finally:
-            self._excluded = None
+            self._exclusion = None
 
     def _use_bank(self, bank: torch.Tensor) -> None:
         self.model.memory_bank = bank.contiguous()
@@ -204,14 +209,14 @@ class PatchCore(Detector):
         return tiles.permute(0, 3, 1, 2)
 
     def _score(self, embedding: torch.Tensor) -> InferenceOutput:
-        """Tile embeddings → map and score, searching the bank outside self._excluded."""
+        """Tile embeddings → map and score, searching the bank outside self._exclusion."""
         if self.device.type != "cpu":
             # On a GPU exact search is a few matrix products: the exported graph's own.
             bank = self.model.memory_bank
-            if self._excluded is not None:
-                bank = bank[torch.from_numpy(self._excluded.kept).to(bank.device)]
+            if self._exclusion is not None:
+                bank = bank[torch.from_numpy(self._exclusion.kept).to(bank.device)]
             return self.model.outputs(self.model.nearest_distances(embedding, bank))
         n, d, h, w = embedding.shape
         patches = embedding.permute(0, 2, 3, 1).reshape(-1, d).numpy()
-        distances = nearest_distance(self.index, patches, groups=n, exclusion=self._excluded)
+        distances = nearest_distance(self.index, patches, groups=n, exclusion=self._exclusion)
         return self.model.outputs(torch.from_numpy(distances).reshape(n, 1, h, w))

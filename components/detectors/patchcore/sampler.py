@@ -95,16 +95,16 @@ def greedy_coreset(
     bar = tqdm(total=count + sum(takes), desc="coreset", unit="patch", unit_scale=True,
                disable=not progress)  # fmt: skip
     candidates = torch.cat(_greedy_groups(reduced, chunks, takes, bar))
+    wanted = min(wanted, len(candidates))
     if len(candidates) <= SECOND_STAGE_MAX:
-        picked = candidates[_greedy(reduced[candidates][None], min(wanted, len(candidates)))[0]]
-        bar.update(len(candidates))
+        parts = [candidates]
     else:
         shuffled = candidates[torch.randperm(len(candidates), generator=generator)]
         parts = list(shuffled.split(SECOND_STAGE_MAX))
-        ends = torch.tensor([len(part) for part in parts]).cumsum(0).tolist()
-        shares = [round(wanted * end / len(candidates)) for end in ends]
-        shares = [share - before for share, before in zip(shares, [0, *shares[:-1]], strict=True)]
-        picked = torch.cat(_greedy_groups(reduced, parts, shares, bar))
+    ends = torch.tensor([len(part) for part in parts]).cumsum(0).tolist()
+    shares = [round(wanted * end / len(candidates)) for end in ends]
+    shares = [share - before for share, before in zip(shares, [0, *shares[:-1]], strict=True)]
+    picked = torch.cat(_greedy_groups(reduced, parts, shares, bar))
     bar.close()
     return picked.sort().values
 
@@ -119,7 +119,7 @@ def _greedy_groups(
 ) -> list[torch.Tensor]:
     """Greedy k-center picks TAKES[i] of each group of row indices, equal-sized groups
     batched; returns the picked row indices per group (in GROUPS' order)."""
-    picked: list[torch.Tensor | None] = [None] * len(groups)
+    picked = [group[:0] for group in groups]
     by_size: dict[int, list[int]] = {}
     for number, group in enumerate(groups):
         by_size.setdefault(len(group), []).append(number)
@@ -136,7 +136,7 @@ def _greedy_groups(
                 # Greedy's first k picks are its k-pick answer: a shorter share truncates.
                 picked[n] = rows[position, picks[position, : takes[n]]]
             bar.update(rows.numel())
-    return [p if p is not None else groups[0][:0] for p in picked]
+    return picked
 
 
 def coreset_radius(features: torch.Tensor, picked: torch.Tensor) -> float:
