@@ -21,7 +21,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from anomalyops.components.hashing import files_sha256
-from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
+from anomalyops.serving.images.decode import (
+    ImageDecodeError,
+    content_box,
+    decode_image,
+    resize,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +56,28 @@ class Split:
     masks: np.ndarray | None  # all images' masks, or None when the split has no pixel labels
     samples: list[Sample]
     skipped: list[str]  # "path: reason" of images left out
+    # Each image's box in the input (decode.content_box) where aspects are kept, else None
+    boxes: list[tuple[slice, slice]] | None = None
 
     @property
     def paths(self) -> list[str]:
         return [str(s.path) for s in self.samples]
+
+    @property
+    def content(self) -> np.ndarray | None:
+        """N×H×W bool: the input pixels each image fills (None: all of them)."""
+        if self.boxes is None:
+            return None
+        filled = np.zeros(self.images.shape[:3], dtype=bool)
+        for image, box in zip(filled, self.boxes, strict=True):
+            image[box] = True
+        return filled
+
+    def own_pixels(self) -> list[np.ndarray]:
+        """Each image cut to its own box: what a frame check measures, never a border."""
+        if self.boxes is None:
+            return list(self.images)
+        return [image[box] for image, box in zip(self.images, self.boxes, strict=True)]
 
     @property
     def pixel_labelled(self) -> np.ndarray:
@@ -140,22 +163,30 @@ class FolderDataset:
         on_error: OnError = "raise",
         progress: bool = True,
         exclude: set[str] = frozenset(),
+        keep_aspect: bool = False,
     ) -> Split:
         """train/good decoded, less the files named in EXCLUDE (refused by the caller)."""
         samples = [s for s in self.train_samples() if str(s.path) not in exclude]
-        return load_split(samples, size, on_error, False, progress)
+        return load_split(samples, size, on_error, False, progress, keep_aspect)
 
     def load_test(
-        self, size: tuple[int, int], on_error: OnError = "raise", progress: bool = True
+        self,
+        size: tuple[int, int],
+        on_error: OnError = "raise",
+        progress: bool = True,
+        keep_aspect: bool = False,
     ) -> Split:
         samples = self.test_samples()
         if not samples:
             raise DatasetError(f"{self.root / 'test'}: no test images")
-        return load_split(samples, size, on_error, self.has_pixel_labels, progress)
+        return load_split(samples, size, on_error, self.has_pixel_labels, progress, keep_aspect)
 
 
-def load_mask(sample: Sample, image_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """The sample's mask at `size` (nearest neighbour), checked against its image's size."""
+def load_mask(
+    sample: Sample, image_size: tuple[int, int], size: tuple[int, int], keep_aspect: bool = False
+) -> np.ndarray:
+    """The sample's mask at `size` (nearest neighbour, placed as its image is), checked
+    against its image's size."""
     if sample.mask_path is None:
         return np.zeros(size, dtype=bool)
     try:
@@ -167,9 +198,7 @@ def load_mask(sample: Sample, image_size: tuple[int, int], size: tuple[int, int]
             f"mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image "
             f"{sample.path} is {image_size[1]}x{image_size[0]}"
         )
-    height, width = size
-    resized = Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)
-    return np.asarray(resized, dtype=bool)
+    return resize(mask, size, keep_aspect, Image.Resampling.NEAREST).astype(bool)
 
 
 def load_split(
@@ -178,11 +207,12 @@ def load_split(
     on_error: OnError = "raise",
     pixel_labels: bool = False,
     progress: bool = True,
+    keep_aspect: bool = False,
 ) -> Split:
     """Decode samples to arrays. A bad image raises DatasetError or is skipped with a warning."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    images, labels, masks, kept, skipped = [], [], [], [], []
+    images, labels, masks, kept, skipped, boxes = [], [], [], [], [], []
     for sample in tqdm(samples, desc="decode images", unit="img", disable=not progress):
         try:
             image = decode_image(sample.path)
@@ -193,8 +223,9 @@ def load_split(
             skipped.append(str(error))
             continue
         if pixel_labels:
-            masks.append(load_mask(sample, image.shape[:2], size))
-        images.append(resize(image, size))
+            masks.append(load_mask(sample, image.shape[:2], size, keep_aspect))
+        boxes.append(content_box(image.shape[:2], size, keep_aspect))
+        images.append(resize(image, size, keep_aspect))
         labels.append(sample.label)
         kept.append(sample)
     if not images:
@@ -205,4 +236,5 @@ def load_split(
         masks=np.stack(masks) if pixel_labels else None,
         samples=kept,
         skipped=skipped,
+        boxes=boxes if keep_aspect else None,
     )

@@ -179,6 +179,7 @@ def _write_export(
         },
         format_version=FORMAT_VERSION,
         resources=_resources(detector) | ({} if threads is None else {"threads": threads}),
+        keep_aspect=bool(detector.config.keep_aspect),
     )
     contract.save(out_dir)
     return contract

@@ -65,6 +65,7 @@ class DetectorConfig:
     sigma: float = 4.0
     seed: int = 0
     standardise: bool = False  # per-image intensity standardisation before the backbone
+    keep_aspect: bool = False  # images keep their aspect in the input (decode.content_box)
 
 
 # Backbone inputs (tiles) per forward pass on the CPU: more falls out of the caches and

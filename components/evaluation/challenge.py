@@ -55,7 +55,8 @@ def set_sha256(samples: list[Sample]) -> str:
 def score(model_dir: str | Path, samples: list[Sample], report: str | Path | None = None) -> dict:
     """Metrics of one model on SAMPLES; images it learnt from count by their held-out score."""
     detector, thresholds = load_trained(model_dir)
-    split = load_split(samples, detector.config.input_size, "raise", progress=False)
+    config = detector.config
+    split = load_split(samples, config.input_size, "raise", False, False, config.keep_aspect)
     prediction = detector.predict(split.images)
     scores = prediction.scores.copy()
     held_out = held_out_scores(model_dir)

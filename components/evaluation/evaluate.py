@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalyops.components.data.datasets import FolderDataset, OnError, Sample
-from anomalyops.components.evaluation.metrics import aupro, auroc, f1_at
+from anomalyops.components.evaluation.metrics import auroc, f1_at, pixel_metrics
 from anomalyops.components.hashing import files_sha256
 from anomalyops.components.reports.report import write_report
 from anomalyops.components.training.model_dir import check_writable_file, write_file
@@ -50,7 +50,8 @@ def evaluate(
     if report is not None:
         check_writable_file(report, "--report")
     detector, thresholds = load_trained(model_dir, device)
-    test = FolderDataset(data).load_test(detector.config.input_size, on_error, progress)
+    config = detector.config
+    test = FolderDataset(data).load_test(config.input_size, on_error, progress, config.keep_aspect)
     prediction = detector.predict(test.images, progress=progress)
     threshold = thresholds["image"]["threshold"]
     labels, scores = test.labels, prediction.scores
@@ -64,8 +65,8 @@ def evaluate(
         known = test.pixel_labelled
         masks, maps = test.masks[known], prediction.maps[known]
         if masks.any():
-            metrics["pixel_auroc"] = auroc(masks, maps)
-            metrics["aupro"] = aupro(masks, maps)
+            content = None if test.content is None else test.content[known]
+            metrics |= pixel_metrics(masks, maps, content)
     write_file(Path(model_dir) / METRICS_FILE, json.dumps(metrics, indent=2), "metrics file")
     if report is not None:
         notes = [f"skipped: {s}" for s in test.skipped]

@@ -26,11 +26,14 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(u / (positives * negatives))
 
 
-def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
+def aupro(
+    masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3, content: np.ndarray | None = None
+) -> float:
     """Area under the per-region-overlap curve up to `max_fpr`, normalised to [0, 1].
 
     Every connected defect region counts equally, whatever its size (Bergmann et al.).
     Exact: pixels are sorted once by score and the curve is accumulated along the order.
+    CONTENT (bool, as masks) leaves out the pixels no image fills (a kept aspect's border).
     """
     from scipy import ndimage  # here only: AUROC and the GPU check need no scipy
 
@@ -38,13 +41,15 @@ def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
     maps = np.asarray(maps, dtype=np.float64)
     if masks.shape != maps.shape:
         raise ValueError(f"masks {masks.shape} and maps {maps.shape} differ in shape")
+    content = np.ones(masks.shape, bool) if content is None else np.asarray(content, bool)
+    masks = masks & content
     regions = np.zeros(masks.shape, dtype=np.int64)
     count = 0
     for i, mask in enumerate(masks):
         labelled, found = ndimage.label(mask)
         regions[i] = np.where(labelled > 0, labelled + count, 0)
         count += found
-    good_pixels = int((~masks).sum())
+    good_pixels = int((~masks & content).sum())
     if count == 0 or good_pixels == 0:
         raise ValueError("AUPRO needs defect regions and good pixels")
     sizes = np.bincount(regions.ravel(), minlength=count + 1).astype(np.float64)
@@ -52,7 +57,7 @@ def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
     # adds 1/good_pixels to FPR, as the threshold falls past it.
     flat_regions = regions.ravel()
     pro_step = np.where(flat_regions > 0, 1.0 / (sizes[flat_regions] * count), 0.0)
-    fpr_step = np.where(flat_regions == 0, 1.0 / good_pixels, 0.0)
+    fpr_step = np.where((flat_regions == 0) & content.ravel(), 1.0 / good_pixels, 0.0)
     order = np.argsort(-maps.ravel(), kind="stable")
     scores = maps.ravel()[order]
     pro = np.cumsum(pro_step[order])
@@ -66,6 +71,15 @@ def aupro(masks: np.ndarray, maps: np.ndarray, max_fpr: float = 0.3) -> float:
         pro_end = pro[cut - 1] + t * (pro[cut] - pro[cut - 1])
         fpr, pro = np.r_[fpr[:cut], max_fpr], np.r_[pro[:cut], pro_end]
     return float(np.trapezoid(pro, fpr) / max_fpr)
+
+
+def pixel_metrics(
+    masks: np.ndarray, maps: np.ndarray, content: np.ndarray | None = None
+) -> dict[str, float]:
+    """Pixel AUROC and AUPRO over the pixels the images fill (CONTENT; None: all)."""
+    inside = np.ones(masks.shape, bool) if content is None else content
+    return {"pixel_auroc": auroc(masks[inside], maps[inside]),
+            "aupro": aupro(masks, maps, content=content)}  # fmt: skip
 
 
 def f1_at(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:

@@ -31,7 +31,8 @@ def sample_maps(model_dir: str | Path, data: str | Path, out: str | Path) -> lis
     out.mkdir(parents=True, exist_ok=True)
     if not chosen:
         return []
-    split = load_split(chosen, detector.config.input_size, "skip", progress=False)
+    config = detector.config
+    split = load_split(chosen, config.input_size, "skip", False, False, config.keep_aspect)
     maps = detector.predict(split.images).maps
     vmin, vmax = float(np.min(maps)), float(np.max(maps))
     written = []

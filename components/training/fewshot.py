@@ -208,7 +208,8 @@ def adapt(
     else:
         detector, base_thresholds = create("patchcore", **(settings or {})).to(device), None
     base_training = json.loads((Path(base) / TRAINING_FILE).read_text()) if base else {}
-    split = load_split(samples, detector.config.input_size, on_error, progress=progress)
+    config = detector.config
+    split = load_split(samples, config.input_size, on_error, False, progress, config.keep_aspect)
     images, paths = split.images, [s.path for s in split.samples]
     base_rows = len(detector.model.memory_bank) if detector.fitted else 0
     started = time.perf_counter()
@@ -228,7 +229,9 @@ def adapt(
         )
         for level, scores, fpr in levels
     }
-    reference = Reference.measure(held_out.scores, [image_statistics(i) for i in images])
+    reference = Reference.measure(
+        held_out.scores, [image_statistics(i) for i in split.own_pixels()]
+    )
     summary = {
         "data": str(normal if isinstance(normal, str | Path) else Path(paths[0]).parent),
         "dataset_sha256": images_sha256(paths),

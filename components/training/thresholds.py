@@ -107,14 +107,19 @@ def calibrate(
 
 
 def calibrate_pixels(
-    good_maps: np.ndarray, target_fpr: float = 0.001, confidence: float = 0.95
+    good_maps: np.ndarray,
+    target_fpr: float = 0.001,
+    confidence: float = 0.95,
+    content: np.ndarray | None = None,
 ) -> Calibration:
     """The pixel threshold on unseen good maps (N×H×W), with a bound over images.
 
-    The threshold is the (1 − target) quantile of all pixels. The bound treats images, not
-    pixels, as the samples: each image's share of pixels above the threshold lies in
-    [0, 1] and images are exchangeable, so by Hoeffding a new good image's expected share
-    is at most the mean share + sqrt(ln(1/(1 − confidence)) / 2N) at that confidence.
+    The threshold is the (1 − target) quantile of all pixels the images fill (CONTENT, as
+    the maps; None: all): a kept aspect's black border is no part and would pull it down.
+    The bound treats images, not pixels, as the samples: each image's share of pixels
+    above the threshold lies in [0, 1] and images are exchangeable, so by Hoeffding a new
+    good image's expected share is at most the mean share + sqrt(ln(1/(1 − confidence)) / 2N)
+    at that confidence.
     """
     maps = np.asarray(good_maps, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] == 0:
@@ -123,8 +128,12 @@ def calibrate_pixels(
         raise ValueError("pixel calibration got non-finite map values")
     if not 0 < target_fpr < 1:
         raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
-    threshold = float(np.quantile(maps, 1 - target_fpr, method="higher"))
-    shares = (maps > threshold).reshape(len(maps), -1).mean(1)
+    filled = np.ones(maps.shape, bool) if content is None else np.asarray(content, bool)
+    if filled.shape != maps.shape:
+        raise ValueError(f"pixel calibration: content {filled.shape} is not maps {maps.shape}")
+    threshold = float(np.quantile(maps[filled], 1 - target_fpr, method="higher"))
+    above = ((maps > threshold) & filled).reshape(len(maps), -1).sum(1)
+    shares = above / filled.reshape(len(maps), -1).sum(1)
     bound = min(
         1.0, float(shares.mean()) + math.sqrt(math.log(1 / (1 - confidence)) / (2 * len(maps)))
     )
@@ -132,7 +141,7 @@ def calibrate_pixels(
         threshold=threshold,
         target_fpr=target_fpr,
         n_good=len(maps),
-        exceedances=int((maps > threshold).sum()),
+        exceedances=int(above.sum()),
         empirical_fpr=float(shares.mean()),
         fpr_upper_bound=bound,
         confidence=confidence,

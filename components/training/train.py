@@ -87,7 +87,8 @@ def train(
     paths = [path for path in paths if str(path) not in excluded]
     dataset_sha256 = dataset.content_hash()
     model = create(detector, **auto_settings(detector, paths, settings or {})).to(device)
-    split = dataset.load_train(model.config.input_size, on_error, progress, exclude=excluded)
+    split = dataset.load_train(model.config.input_size, on_error, progress, excluded,
+                               model.config.keep_aspect)  # fmt: skip
     if len(split.images) < 2:
         raise DatasetError(f"need at least 2 good training images, found {len(split.images)}")
     folds = session_folds(len(split.images), calibration_folds)
@@ -95,8 +96,10 @@ def train(
     held_out = model.cross_fit(split.images, folds, progress=progress)
     fit_seconds = time.perf_counter() - started
     image_cal = calibrate(held_out.scores, target_fpr)
-    pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr)
-    reference = Reference.measure(held_out.scores, [image_statistics(i) for i in split.images])
+    pixel_cal = calibrate_pixels(held_out.maps, pixel_fpr, content=split.content)
+    reference = Reference.measure(
+        held_out.scores, [image_statistics(i) for i in split.own_pixels()]
+    )
     thresholds = {"image": image_cal.to_dict(), "pixel": pixel_cal.to_dict()}
     summary = {
         "data": str(dataset.root),

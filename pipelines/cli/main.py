@@ -105,7 +105,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from anomalyops.serving.contract.frame_check import FrameCheck
     from anomalyops.serving.contract.labels import label
     from anomalyops.serving.contract.reference import REFERENCE_FILE, load_reference
-    from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
+    from anomalyops.serving.images.decode import (
+        ImageDecodeError,
+        content_box,
+        decode_image,
+        resize,
+    )
     from anomalyops.serving.images.statistics import image_statistics
 
     detector, thresholds = load_trained(args.model, args.device)
@@ -117,7 +122,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         print(f"note: unusable frames are not flagged: {args.model} has no {REFERENCE_FILE}",
               file=sys.stderr)  # fmt: skip
-    images, names, problems, failures = [], [], [], 0
+    keep_aspect = detector.config.keep_aspect
+    images, names, problems, boxes, failures = [], [], [], [], 0
     for path in args.images:
         try:
             source = decode_image(path)
@@ -125,9 +131,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
-        images.append(resize(source, size))
+        images.append(resize(source, size, keep_aspect))
+        boxes.append(content_box(source.shape[:2], size, keep_aspect))
         names.append(path)
-        found = frames.problems(image_statistics(images[-1]), source.shape[:2]) if frames else []
+        statistics = image_statistics(images[-1][boxes[-1]])
+        found = frames.problems(statistics, source.shape[:2]) if frames else []
         problems.append(found)
     if not images:
         return 2
@@ -145,8 +153,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         vmin, vmax = map_range(prediction.maps)
         from PIL import Image
 
-        for name, image, anomaly_map in zip(names, images, prediction.maps, strict=True):
-            Image.fromarray(overlay(image, anomaly_map, vmin, vmax)).save(
+        for name, image, anomaly_map, box in zip(names, images, prediction.maps, boxes,
+                                                 strict=True):  # fmt: skip
+            Image.fromarray(overlay(image[box], anomaly_map[box], vmin, vmax)).save(
                 out / f"{Path(name).stem}_map.png"
             )
         (out / "predictions.json").write_text(json.dumps(rows, indent=2))

@@ -9,7 +9,8 @@ Schema (format_version 1)::
       "format_version": 1,
       "kind": "patchcore" | "padim" | ...,
       "input":  {"name": "image", "dtype": "uint8", "layout": "NHWC",
-                 "height": H, "width": W, "channels": 3},
+                 "height": H, "width": W, "channels": 3,
+                 "keep_aspect": bool},  # optional, false when absent
       "outputs": {"anomaly_map": [1, H, W], "score": []},  # per-image shapes, float32
       "backbone": {"name": str, "weights": str|null, "weights_sha256": str|null},
       "dataset_sha256": str|null,
@@ -24,6 +25,10 @@ Schema (format_version 1)::
       "resources": {"scratch_bytes_per_image": int, "max_batch_size": int,  # optional
                     "threads": int}  # optional
     }
+
+`input.keep_aspect` (optional; absent in older exports, read as false): each image is
+scaled by one factor to fit the input and centred on black (serving.images.decode.resize),
+not stretched; the maps a server returns are cut back to the image's own box.
 
 `resources` (optional; absent in older exports, read as {}): the graph's peak scratch
 memory per image (PatchCore's blocked distance matrices) and the largest batch that keeps
@@ -75,6 +80,7 @@ class ModelContract:
     lineage: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     resources: dict[str, Any] = field(default_factory=dict)
+    keep_aspect: bool = False
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -101,6 +107,7 @@ class ModelContract:
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         height, width, channels = body.pop("height"), body.pop("width"), body.pop("channels")
+        keep_aspect = body.pop("keep_aspect")
         body["input"] = {
             "name": INPUT_NAME,
             "dtype": "uint8",
@@ -108,6 +115,7 @@ class ModelContract:
             "height": height,
             "width": width,
             "channels": channels,
+            "keep_aspect": keep_aspect,
         }
         body["outputs"] = {"anomaly_map": [1, height, width], "score": []}
         return body
@@ -141,6 +149,9 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
         size[key] = _require(spec, key, int, f"{where} input")
         if size[key] <= 0:
             raise ContractError(f"{where}: input.{key} must be positive, got {size[key]}")
+    keep_aspect = spec.get("keep_aspect", False)
+    if not isinstance(keep_aspect, bool):
+        raise ContractError(f"{where}: input.keep_aspect must be bool, got {keep_aspect!r}")
     if spec.get("dtype", "uint8") != "uint8":
         raise ContractError(f"{where}: input.dtype must be 'uint8', got {spec['dtype']!r}")
     thresholds = _require(body, "thresholds", dict, where)
@@ -173,6 +184,7 @@ def parse_contract(body: Any, where: str = CONTRACT_FILE) -> ModelContract:
         lineage=body.get("lineage") or {},
         format_version=version,
         resources=resources,
+        keep_aspect=keep_aspect,
         **size,
     )
 

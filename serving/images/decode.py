@@ -2,6 +2,10 @@
 
 Training and serving must turn a file into pixels the same way, or the exported model
 scores differently from the trained one. Both sides call `decode_image` and `resize`.
+
+A model either stretches every image to its input, or keeps each image's aspect
+(`keep_aspect`): scaled by one factor to fit, centred on black. `content_box` says where
+the image then lies in the input, so a map can be cut back to the image's own shape.
 """
 
 from __future__ import annotations
@@ -145,7 +149,9 @@ class Decoder:
         with self._slots:
             return decode_image(data, name, self.limits)
 
-    def resized(self, data: bytes, name: str, size: tuple[int, int]) -> tuple[np.ndarray, tuple]:
+    def resized(
+        self, data: bytes, name: str, size: tuple[int, int], keep_aspect: bool = False
+    ) -> tuple[np.ndarray, tuple]:
         """The image resized to SIZE and its (height, width) as received.
 
         The slot is held until the full-size pixels are gone, so CONCURRENT bounds what
@@ -154,17 +160,44 @@ class Decoder:
         with self._slots:
             image = decode_image(data, name, self.limits)
             source = image.shape[:2]
-            small = resize(image, size)
+            small = resize(image, size, keep_aspect)
             del image
             return small, source
 
 
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize H×W×3 uint8 to (height, width) with PIL's antialiased bilinear filter."""
+def content_box(
+    source: tuple[int, int], size: tuple[int, int], keep_aspect: bool
+) -> tuple[slice, slice]:
+    """(rows, columns) of the model input of SIZE that an image of SOURCE (height, width)
+    fills: all of it when stretched, a centred box scaled by one factor when its aspect is
+    kept."""
     height, width = size
-    if image.shape[:2] == (height, width):
+    if not keep_aspect:
+        return slice(0, height), slice(0, width)
+    scale = min(height / source[0], width / source[1])
+    rows = min(height, max(1, round(source[0] * scale)))
+    columns = min(width, max(1, round(source[1] * scale)))
+    top, left = (height - rows) // 2, (width - columns) // 2
+    return slice(top, top + rows), slice(left, left + columns)
+
+
+def resize(
+    image: np.ndarray,
+    size: tuple[int, int],
+    keep_aspect: bool = False,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+) -> np.ndarray:
+    """Resize H×W(×C) to (height, width) with PIL's antialiased bilinear filter (masks:
+    nearest); with KEEP_ASPECT the image fills only its content_box, the rest is 0."""
+    box = content_box(image.shape[:2], size, keep_aspect)
+    fitted = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+    if image.shape[:2] != fitted:
+        image = np.asarray(Image.fromarray(image).resize(fitted[::-1], resample))
+    if fitted == tuple(size):
         return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    canvas = np.zeros((*size, *image.shape[2:]), image.dtype)
+    canvas[box] = image
+    return canvas
 
 
 def png_base64(image: np.ndarray | Image.Image) -> str:
@@ -176,7 +209,10 @@ def png_base64(image: np.ndarray | Image.Image) -> str:
 
 
 def load_image(
-    source: bytes | str | Path, size: tuple[int, int], name: str | None = None
+    source: bytes | str | Path,
+    size: tuple[int, int],
+    name: str | None = None,
+    keep_aspect: bool = False,
 ) -> np.ndarray:
     """Decode and resize: exactly what the model's `image` input expects."""
-    return resize(decode_image(source, name), size)
+    return resize(decode_image(source, name), size, keep_aspect)

@@ -48,6 +48,7 @@ from anomalyops.serving.images.decode import (
     DecodeLimits,
     Decoder,
     ImageDecodeError,
+    content_box,
     png_base64,
 )
 from anomalyops.serving.images.statistics import image_statistics
@@ -180,10 +181,13 @@ class AnomalyTransformer(kserve.Model):
         return {"predictions": predictions}
 
     def _decode(self, frames: list[Frame]) -> None:
-        size = self.current.contract.input_size
+        contract = self.current.contract
         for frame in frames:
             try:
-                frame.image, frame.source = self.decode.resized(frame.data, frame.where, size)
+                frame.image, frame.source = self.decode.resized(
+                    frame.data, frame.where, contract.input_size, contract.keep_aspect
+                )
+                frame.box = content_box(frame.source, contract.input_size, contract.keep_aspect)
             except ImageDecodeError as error:
                 metrics.observe_decode_rejection(self.name, _rejection(str(error)))
                 raise InvalidInput(str(error)) from None
@@ -214,9 +218,10 @@ class AnomalyTransformer(kserve.Model):
 
     def _judge(self, frame: Frame) -> tuple[dict, PredictionRecord]:
         """Label one scored frame with its version's thresholds and training-image bounds."""
-        served, score, anomaly_map = frame.version, frame.score, frame.anomaly_map
+        served, score = frame.version, frame.score
         contract = served.contract
-        statistics = image_statistics(frame.image)
+        anomaly_map = frame.anomaly_map[frame.box]  # a kept aspect's border is no part
+        statistics = image_statistics(frame.image[frame.box])
         problems = served.frames.problems(statistics, frame.source)
         threshold = (frame.override or contract.image_threshold) / frame.sensitivity
         verdict = label(score, threshold, problems)

@@ -51,6 +51,7 @@ class Frame:
     line: str
     image: np.ndarray | None = None  # model input (resized)
     source: tuple[int, int] = (0, 0)  # (height, width) as received
+    box: tuple[slice, slice] = (slice(None), slice(None))  # the input pixels it fills
     score: float = 0.0  # what Triton answered
     anomaly_map: np.ndarray | None = None
     version: Any = None  # the ServedVersion that scored it

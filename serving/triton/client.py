@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from anomalyops.serving.contract.labels import label
 from anomalyops.serving.contract.model import INPUT_NAME, MAP_OUTPUT, SCORE_OUTPUT
-from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
+from anomalyops.serving.images.decode import ImageDecodeError, content_box, decode_image, resize
 from anomalyops.serving.images.statistics import image_statistics
 from anomalyops.serving.retries import call_with_retries
 from anomalyops.serving.triton.served_versions import VersionError
@@ -119,8 +119,9 @@ class TritonClient:
         )
         return [str(v) for v in metadata.get("versions", [])]
 
-    def metadata(self) -> tuple[tuple[int, int], dict[str, float]]:
-        """(input height, width) and the calibrated thresholds the server publishes."""
+    def metadata(self) -> tuple[tuple[int, int], dict[str, float], bool]:
+        """(input height, width), the calibrated thresholds and whether images keep their
+        aspect, as the server publishes them (keep_aspect absent: older configs, false)."""
         if self._metadata is None:
             config = self.config()
             dims = [int(d) for d in config["input"][0]["dims"]]
@@ -130,7 +131,8 @@ class TritonClient:
                 for key, value in parameters.items()
                 if key.endswith("_threshold")
             }
-            self._metadata = ((dims[0], dims[1]), thresholds)
+            keep = parameters.get("keep_aspect", {}).get("string_value", "false") == "true"
+            self._metadata = ((dims[0], dims[1]), thresholds, keep)
         return self._metadata
 
     def infer(self, images: np.ndarray) -> Inference:
@@ -163,13 +165,13 @@ class TritonClient:
         training images are labelled 'unusable'; without, the thresholds Triton's config
         publishes apply and frames are not checked.
         """
-        size, thresholds = self.metadata()
+        size, thresholds, keep_aspect = self.metadata()
         results = [ImageResult(str(source)) for source in sources]
         pending: list[tuple[int, np.ndarray, tuple[int, int]]] = []
         for index, source in enumerate(sources):
             try:
                 image = decode_image(source)
-                pending.append((index, resize(image, size), image.shape[:2]))
+                pending.append((index, resize(image, size, keep_aspect), image.shape[:2]))
             except ImageDecodeError as error:
                 results[index].error = str(error)
         for start in range(0, len(pending), self.batch_size):
@@ -187,10 +189,12 @@ class TritonClient:
             for (index, image, source), score, anomaly_map in zip(chunk, scores, maps,
                                                                   strict=True):  # fmt: skip
                 result = results[index]
-                result.score, result.anomaly_map = float(score), anomaly_map
+                box = content_box(source, size, keep_aspect)
+                result.score, result.anomaly_map = float(score), anomaly_map[box]
                 result.version = version
                 if served:
-                    result.problems = served.frames.problems(image_statistics(image), source)
+                    statistics = image_statistics(image[box])
+                    result.problems = served.frames.problems(statistics, source)
                 if result.problems or limit is not None:
                     result.label = label(float(score), limit, result.problems)
         return results

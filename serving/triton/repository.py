@@ -121,6 +121,9 @@ def model_config(
         lines.append(
             f'parameters {{ key: "{key}_threshold" value: {{ string_value: "{value!r}" }} }}'
         )
+    # How a client fits an image to the input (the graph cannot tell a border from a part).
+    keep = str(contract.keep_aspect).lower()
+    lines.append(f'parameters {{ key: "keep_aspect" value: {{ string_value: "{keep}" }} }}')
     lines += [
         "model_warmup [ {",
         '  name: "zeros" batch_size: 1',

@@ -54,7 +54,7 @@ from anomalyops.components.deploy.export import EXTERNAL_DATA_BYTES, export_onnx
 from anomalyops.components.detectors import DETECTORS, Prediction, create
 from anomalyops.components.detectors.auto import auto_settings, training_set_statistics
 from anomalyops.components.detectors.patchcore.search import build_index, recall_at_1, resolve
-from anomalyops.components.evaluation.metrics import aupro, auroc
+from anomalyops.components.evaluation.metrics import auroc, pixel_metrics
 from anomalyops.components.training.folds import session_folds
 from anomalyops.components.training.thresholds import calibrate
 
@@ -73,6 +73,7 @@ VARIANTS = {
     "raw": {"standardise": False},
     "coreset1": {"coreset_ratio": 0.01},  # the bank the 10 % default was chosen against
     "size512": {"input_size": (512, 512)},  # native resolution for 512² parts, one tile
+    "stretch": {"keep_aspect": False},  # every image stretched to the input, as before
 }
 
 
@@ -163,14 +164,14 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     paths = [s.path for s in dataset.train_samples()]
     settings = auto_settings(kind, paths, VARIANTS[variant])
     detector = create(kind, **settings)
-    size = detector.config.input_size
-    train = dataset.load_train(size, progress=False)
-    test = dataset.load_test(size, progress=False)
+    size, keep_aspect = detector.config.input_size, detector.config.keep_aspect
+    train = dataset.load_train(size, progress=False, keep_aspect=keep_aspect)
+    test = dataset.load_test(size, progress=False, keep_aspect=keep_aspect)
     folds = session_folds(len(train.images))
     started = time.perf_counter()
     detector.fit(train.images, progress=False)
     fit_s = time.perf_counter() - started
-    pasted, pasted_masks = paste_defects(train.images, seed=1)
+    pasted, pasted_masks = paste_defects(train.images, seed=1, content=train.content)
     started = time.perf_counter()
     both = detector.out_of_fold(train.images, folds, progress=False,
                                 scored=np.concatenate([train.images, pasted]))  # fmt: skip
@@ -181,6 +182,10 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     threshold = calibrate(good.scores, 0.01)
     val_labels = np.r_[np.zeros(len(train.images)), np.ones(len(pasted))]
     val_masks = np.concatenate([np.zeros_like(pasted_masks), pasted_masks])
+    val_maps = np.concatenate([good.maps, bad.maps])
+    if train.content is not None:  # the pixels the images fill, not a kept aspect's border
+        inside = np.concatenate([train.content] * 2)
+        val_masks, val_maps = val_masks[inside], val_maps[inside]
 
     detector.predict(test.images[:2])  # warm-up
     started = time.perf_counter()
@@ -204,7 +209,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
         "input_size": list(size),
         "tiles": detector.model.grid.count if hasattr(detector.model, "grid") else 1,
         "val_image_auroc": auroc(val_labels, np.r_[good.scores, bad.scores]),
-        "val_pixel_auroc": auroc(val_masks, np.concatenate([good.maps, bad.maps])),
+        "val_pixel_auroc": auroc(val_masks, val_maps),
         "image_auroc": auroc(test.labels, prediction.scores),
         "pixel_auroc": None,
         "aupro": None,
@@ -231,8 +236,8 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     }
     if test.masks is not None:
         known = test.pixel_labelled
-        row["pixel_auroc"] = auroc(test.masks[known], prediction.maps[known])
-        row["aupro"] = aupro(test.masks[known], prediction.maps[known])
+        content = None if test.content is None else test.content[known]
+        row |= pixel_metrics(test.masks[known], prediction.maps[known], content)
     return row
 
 
@@ -393,6 +398,7 @@ def main() -> int:
     for name in filter(None, args.datasets.split(",")):
         dataset = FolderDataset(DATASETS[name])
         stats = training_set_statistics([s.path for s in dataset.train_samples()])
+        del stats["sizes"]  # the rules' input; the median size stays
         path = args.out / f"detectors-{name}.json"
         kept = json.loads(path.read_text())["rows"] if path.is_file() else []
         rows = []

@@ -18,9 +18,13 @@ def champion(weld, tmp_path):
     from anomalyops.components.training.train import train
 
     model = tmp_path / "v1"
-    # Raw intensities and a 1 % bank pinned (the default standardises weld and keeps
-    # 10 %): the loop tests' shifts (a turned fixture, darker light) were measured on this.
-    settings = {"input_size": (SIZE, SIZE), "standardise": False, "coreset_ratio": 0.01}
+    # Raw intensities, stretched inputs and a 1 % bank pinned (the default keeps weld's
+    # aspect and 10 %): the loop tests' shifts (a turned fixture, darker light) were
+    # measured on this. Kept aspects tighten the reference's sharpness (sd 0.83 against
+    # 0.90 log units at 128 px), and weld's test/good is 0.7 log units less sharp than its
+    # train/good either way, so its unchanged windows then cross the drift mark (1.02).
+    settings = {"input_size": (SIZE, SIZE), "standardise": False, "keep_aspect": False,
+                "coreset_ratio": 0.01}  # fmt: skip
     train(weld, model, settings=settings, progress=False)
     export(model, tmp_path / "v1-export")
     with LocalServer(tmp_path / "mlflow") as server:

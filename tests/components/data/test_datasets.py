@@ -35,6 +35,28 @@ def test_loaded_masks_match_images(weld_splits):
     assert all(test.masks[i].any() for i in np.flatnonzero(test.labels))
 
 
+def test_a_kept_aspect_places_masks_and_records_what_each_image_fills(weld):
+    """Weld's crops are 400 wide and 89-392 high: each keeps its shape, centred."""
+    from anomalyops.components.data.synthetic import paste_defects
+    from anomalyops.serving.images.decode import content_box, decode_image
+
+    dataset = FolderDataset(weld)
+    test = dataset.load_test((256, 256), progress=False, keep_aspect=True)
+    stretched = dataset.load_test((256, 256), progress=False)
+    assert stretched.content is None and test.content.shape == test.masks.shape
+    for i in range(0, len(test.samples), len(test.samples) // 8):
+        box = content_box(decode_image(test.samples[i].path).shape[:2], (256, 256), True)
+        assert test.content[i][box].all() and test.content[i].sum() == test.content[i][box].sum()
+        assert not test.images[i][~test.content[i]].any()  # black outside its box
+        assert test.masks[i].sum() == test.masks[i][box].sum()
+    assert test.masks.sum() == pytest.approx(stretched.masks.sum(), rel=0.5)
+    train = dataset.load_train((256, 256), progress=False, keep_aspect=True)
+    assert {int(c.sum(1).max()) for c in train.content} == {256}  # one scale: 400 -> 256 wide
+    pasted, masks = paste_defects(train.images, seed=3, content=train.content)
+    assert masks.any(axis=(1, 2)).all() and not (masks & ~train.content).any()
+    assert (pasted[~train.content] == 0).all()  # the border stays black
+
+
 @pytest.fixture
 def weld_copy(weld, tmp_path):
     root = tmp_path / "weld"

@@ -17,7 +17,7 @@ from parity import ATOL, MAP_RTOL, RTOL
 from anomalyops.components.deploy.export import DATA_FILE, export
 from anomalyops.components.detectors import create
 from anomalyops.components.training.train import train
-from anomalyops.serving.contract.model import ContractError, load_contract
+from anomalyops.serving.contract.model import ContractError, load_contract, parse_contract
 
 
 @pytest.fixture(scope="module", params=["patchcore", "padim"])
@@ -51,6 +51,14 @@ def test_contract_round_trips_with_lineage(trained, tmp_path):
     export(trained.model_dir, tmp_path, lineage={"mlflow_run_id": "abc"}, threads=2)
     contract = load_contract(tmp_path)
     assert contract.input_size == (256, 256) and contract.channels == 3
+    assert contract.keep_aspect  # weld's 400-wide crops keep their shape (auto settings)
+    body = json.loads((tmp_path / "model.json").read_text())
+    assert body["input"]["keep_aspect"] is True
+    del body["input"]["keep_aspect"]  # an export from before the field: stretched
+    assert not parse_contract(body).keep_aspect
+    body["input"]["keep_aspect"] = "yes"
+    with pytest.raises(ContractError, match=r"input\.keep_aspect"):
+        parse_contract(body)
     assert contract.threads == 2  # pinned per serving instance; auto when left out
     assert contract.lineage["mlflow_run_id"] == "abc"
     assert contract.lineage["model_version"] is None

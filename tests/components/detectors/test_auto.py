@@ -1,21 +1,51 @@
 """Settings decided from train/good alone: tiling from native size, standardisation from
-how much the good images' brightness varies."""
+how much the good images' brightness varies, the aspect from the images' shapes."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from anomalyops.components.detectors.auto import auto_settings, training_set_statistics
+from anomalyops.components.detectors.auto import (
+    auto_settings,
+    keeps_one_scale,
+    training_set_statistics,
+)
 
 
 def train_paths(root) -> list:
     return sorted((root / "train" / "good").iterdir())
 
 
-def test_shipped_weld_is_standardised(weld):
-    """Runs on every clone: weld ships in tests/data."""
-    assert auto_settings("padim", train_paths(weld), {}) == {"standardise": True}
-    assert auto_settings("patchcore", train_paths(weld), {}) == {"standardise": True}
+def test_shipped_weld_keeps_its_aspect_and_raw_intensities(weld):
+    """Runs on every clone: weld ships in tests/data (400 wide, of many heights; its
+    brightness varies, but 73 % of its pixels are clipped black or white)."""
+    stats = training_set_statistics(train_paths(weld))
+    assert stats["brightness_spread"] > 0.1 and stats["clipped_share"] > 0.5
+    wanted = {"standardise": False, "keep_aspect": True}
+    assert auto_settings("padim", train_paths(weld), {}) == wanted
+    assert auto_settings("patchcore", train_paths(weld), {}) == wanted
+
+
+def test_varying_light_is_standardised_unless_the_pixels_clip(tmp_path, rng):
+    for clip in (False, True):
+        paths = []
+        for i, level in enumerate((40, 90, 140, 190)):
+            paths.append(tmp_path / f"{clip}-{i}.png")
+            pixels = rng.integers(level - 20, level + 20, (64, 64))
+            if clip:  # a black background and a saturated highlight, as weld's
+                pixels[:20], pixels[-20:] = 0, 255
+            Image.fromarray(pixels.astype(np.uint8)).save(paths[-1])
+        assert training_set_statistics(paths)["brightness_spread"] > 0.15
+        assert auto_settings("padim", paths, {})["standardise"] is not clip
+
+
+def test_the_aspect_is_kept_only_where_that_keeps_one_scale():
+    strip = [(101, 400), (256, 400), (392, 400)]  # crops of one 400-wide strip
+    assert keeps_one_scale(strip, (256, 256))
+    crops = [(222, 103), (403, 632), (300, 300)]  # fitting whole would scale them apart
+    assert not keeps_one_scale(crops, (256, 256))
+    assert not keeps_one_scale([(512, 512), (600, 600)], (256, 256))  # one shape: stretch
+    assert not keeps_one_scale(strip, (256, 400 * 256 // 101))  # width no longer binds
 
 
 def test_large_even_images_are_tiled_and_not_standardised(tmp_path, rng):
@@ -33,8 +63,10 @@ def test_large_even_images_are_tiled_and_not_standardised(tmp_path, rng):
 def test_shared_datasets_get_the_settings_their_images_call_for(macaroni, bottle):
     """Needs ../shared/data: skipped on a user's clone, a failure under CI (require_or_skip)."""
     decided = auto_settings("patchcore", train_paths(macaroni), {})
-    assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256)}
-    assert auto_settings("patchcore", train_paths(bottle), {}) == {"standardise": False}
+    assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256),
+                       "keep_aspect": False}  # fmt: skip
+    wanted = {"standardise": False, "keep_aspect": False}
+    assert auto_settings("patchcore", train_paths(bottle), {}) == wanted
 
 
 def test_explicit_settings_win(tmp_path):
@@ -43,7 +75,7 @@ def test_explicit_settings_win(tmp_path):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(np.full((1200, 1200), level, dtype=np.uint8)).save(paths[-1])
     assert training_set_statistics(paths)["brightness_spread"] == pytest.approx(160 / 240)
-    decided = auto_settings("patchcore", paths, {"standardise": False, "input_size": (256, 256)})
-    assert decided == {"standardise": False, "input_size": (256, 256)}
+    chosen = {"standardise": False, "input_size": (256, 256), "keep_aspect": True}
+    assert auto_settings("patchcore", paths, chosen) == chosen
     with pytest.raises(ValueError, match="at least one"):
         auto_settings("patchcore", [], {})

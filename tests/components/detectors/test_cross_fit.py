@@ -6,12 +6,19 @@ import torch
 
 from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.detectors import create
+from anomalyops.components.detectors.patchcore import detector as patchcore
 from anomalyops.components.training.folds import session_folds
 
 
 @pytest.fixture(scope="module")
 def weld_train(weld_splits):
     return weld_splits[0].images
+
+
+@pytest.fixture
+def shortcut(monkeypatch):
+    """PatchCore's shared-bank shortcut at weld's 37 images (it runs from REFIT_BELOW)."""
+    monkeypatch.setattr(patchcore, "REFIT_BELOW", 0)
 
 
 @pytest.mark.parametrize("kind, side", [("patchcore", 256), ("padim", 128)])  # PaDiM: speed
@@ -26,8 +33,12 @@ def test_out_of_fold_scores_lie_above_in_sample_ones(kind, side, weld):
     # A model that saw an image scores it lower than one that did not: the optimism a
     # threshold on training scores would carry, and cross-fitting removes.
     assert np.median(oof.scores / in_sample.scores) > 1.05
-    if kind == "patchcore":  # each fold's bank is a subset of the final one
-        assert (oof.scores >= in_sample.scores - 1e-4).all()
+
+
+def test_patchcore_shortcut_banks_are_subsets_of_the_final_one(weld_train, shortcut):
+    detector = create("patchcore")
+    oof = detector.cross_fit(weld_train, session_folds(len(weld_train)), progress=False)
+    assert (oof.scores >= detector.predict(weld_train).scores - 1e-4).all()
 
 
 def test_patchcore_final_model_is_a_plain_fit(weld_train):
@@ -37,21 +48,32 @@ def test_patchcore_final_model_is_a_plain_fit(weld_train):
     assert torch.equal(crossed.model.memory_bank, plain.model.memory_bank)
 
 
-def test_patchcore_masked_bank_matches_true_refits(weld_train):
-    """The shortcut against what it stands for: K coresets of the other folds alone."""
-    detector = create("patchcore")
-    folds = session_folds(len(weld_train))
-    masked = detector.cross_fit(weld_train, folds, progress=False).scores
-    refit = np.empty_like(masked)
+def true_refits(images: np.ndarray, folds: list[np.ndarray]) -> np.ndarray:
+    """What cross-fitting stands for: each fold scored by a PatchCore of the others alone."""
+    refit = np.empty(len(images), np.float32)
     for fold in folds:
-        others = create("patchcore").fit(np.delete(weld_train, fold, axis=0), progress=False)
-        refit[fold] = others.predict(weld_train[fold]).scores
+        others = create("patchcore").fit(np.delete(images, fold, axis=0), progress=False)
+        refit[fold] = others.predict(images[fold]).scores
+    return refit
+
+
+def test_patchcore_masked_bank_is_near_true_refits(weld_train, shortcut):
+    folds = session_folds(len(weld_train))
+    masked = create("patchcore").cross_fit(weld_train, folds, progress=False).scores
+    refit = true_refits(weld_train, folds)
     assert np.corrcoef(masked, refit)[0, 1] > 0.9
     assert 0.97 < np.mean(masked / refit) < 1.1  # measured 1.04: slightly conservative
-    assert max(masked) == pytest.approx(max(refit), rel=0.05)  # the threshold at n = 37
+    assert max(masked) == pytest.approx(max(refit), rel=0.05)
 
 
-def test_patchcore_cross_fit_names_an_empty_fold_bank(weld_train):
+def test_patchcore_below_refit_below_images_is_scored_by_true_refits(weld_train):
+    """Weld's 37 images: the threshold is their largest score, so folds get refits."""
+    folds = session_folds(len(weld_train))
+    crossed = create("patchcore").cross_fit(weld_train, folds, progress=False).scores
+    np.testing.assert_allclose(crossed, true_refits(weld_train, folds), rtol=1e-4)
+
+
+def test_patchcore_cross_fit_names_an_empty_fold_bank(weld_train, shortcut):
     detector = create("patchcore", coreset_ratio=0.0001)  # one entry, from one fold only
     with pytest.raises(ValueError, match="left no bank entry"):
         detector.cross_fit(weld_train[:4], session_folds(4, 2), progress=False)
@@ -87,9 +109,14 @@ def test_copies_of_the_images_are_scored_by_one_fit_per_fold(weld, monkeypatch):
         detector.out_of_fold(images, folds, progress=False, scored=images[:7])
 
 
-def test_patchcore_cross_fit_on_its_own_features_equals_scoring_each_fold_again(weld_train):
-    """cross_fit reuses fit's patch features and one index; out_of_fold extracts the
+@pytest.mark.parametrize("regime", ["refits", "shortcut"])
+def test_patchcore_cross_fit_on_its_own_features_equals_scoring_each_fold_again(
+    weld_train, regime, monkeypatch
+):
+    """cross_fit reuses fit's patch features (and one index); out_of_fold extracts the
     features again and scores through predict: the same numbers either way."""
+    if regime == "shortcut":
+        monkeypatch.setattr(patchcore, "REFIT_BELOW", 0)
     detector = create("patchcore")
     folds = session_folds(len(weld_train))
     crossed = detector.cross_fit(weld_train, folds, progress=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from anomalyops.components.evaluation.metrics import aupro, auroc, f1_at
+from anomalyops.components.evaluation.metrics import aupro, auroc, f1_at, pixel_metrics
 
 
 def test_auroc_matches_scikit_learn_with_ties(rng):
@@ -49,3 +49,15 @@ def test_aupro_weights_regions_equally():
     # At the top score PRO is 1/2 (one region of two) at FPR 0, whatever the sizes; the
     # tie at 0 then joins (0, 1/2) to (1, 1) linearly: PRO(0.3) = 0.65, area/0.3 = 0.575.
     assert aupro(masks, only_large) == pytest.approx(0.575)
+
+
+def test_pixel_metrics_leave_out_the_border_no_image_fills(rng):
+    masks = np.zeros((3, 32, 32), dtype=bool)
+    masks[:, 12:16, 12:16] = True
+    maps = rng.random(masks.shape) + 0.5 * masks  # defects score higher, with noise
+    content = np.zeros(masks.shape, bool)
+    content[:, 8:24] = True
+    bordered = np.where(content, maps, 0.0)  # a border scored lowest flatters the metrics
+    inside = pixel_metrics(masks[:, 8:24], maps[:, 8:24])
+    assert pixel_metrics(masks, bordered, content) == pytest.approx(inside)
+    assert pixel_metrics(masks, bordered)["pixel_auroc"] > inside["pixel_auroc"]

@@ -172,7 +172,7 @@ def _replace_weights(model: Path, make) -> None:
     ("plant", "expected"),
     [
         (lambda m: _edit_settings(m, "input_size", [256, 256]), "settings do not match"),
-        (lambda m: _edit_settings(m, "standardise", False), "settings do not match"),
+        (lambda m: _edit_settings(m, "standardise", True), "settings do not match"),
         (lambda m: _edit_settings(m, "backbone", "resnet18"), "settings do not match"),
         (lambda m: _edit_settings(m, "input_size", "128", resign=True),
          "detector.json: its settings do not rebuild a patchcore"),

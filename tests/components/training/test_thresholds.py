@@ -72,3 +72,18 @@ def test_pixel_threshold_is_the_pixel_quantile_and_bad_maps_are_refused(rng):
         calibrate_pixels(maps[0])
     with pytest.raises(ValueError, match="non-finite"):
         calibrate_pixels(np.full((2, 2, 2), np.nan))
+
+
+def test_pixel_threshold_counts_only_the_pixels_images_fill(rng):
+    """A kept aspect's border scores ~0: counted, it would pull the 1 % quantile down."""
+    maps = rng.normal(size=(50, 16, 16))
+    content = np.zeros(maps.shape, bool)
+    content[:, 4:12] = True  # the middle half of each input is image
+    bordered = np.where(content, maps, -10.0)
+    cal = calibrate_pixels(bordered, target_fpr=0.01, content=content)
+    inside = calibrate_pixels(maps[:, 4:12], target_fpr=0.01)
+    assert cal.threshold == inside.threshold and cal.empirical_fpr == inside.empirical_fpr
+    assert cal.exceedances == inside.exceedances
+    assert calibrate_pixels(bordered, target_fpr=0.01).threshold < cal.threshold
+    with pytest.raises(ValueError, match="content"):
+        calibrate_pixels(maps, content=content[:, :8])

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalyops.serving.images.decode import MAX_PIXELS, ImageDecodeError, decode_image, load_image
+from anomalyops.serving.images.decode import (
+    MAX_PIXELS,
+    ImageDecodeError,
+    content_box,
+    decode_image,
+    load_image,
+    resize,
+)
 
 
 def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -60,6 +67,23 @@ def test_decompression_bomb_is_refused():
 def test_load_image_resizes_to_model_input():
     pixels = load_image(encode(Image.new("RGB", (400, 120), (9, 9, 9))), (256, 256))
     assert pixels.shape == (256, 256, 3)
+
+
+def test_a_kept_aspect_scales_by_one_factor_and_centres_on_black():
+    strip = np.full((100, 400, 3), 200, np.uint8)
+    pixels = load_image(encode(Image.fromarray(strip)), (256, 256), keep_aspect=True)
+    rows, columns = content_box((100, 400), (256, 256), True)
+    assert (rows.start, rows.stop, columns.start, columns.stop) == (96, 160, 0, 256)
+    assert (pixels[rows, columns] == 200).all()
+    assert pixels.sum() == pixels[rows, columns].sum()  # the border is black
+    assert content_box((100, 400), (256, 256), False) == (slice(0, 256), slice(0, 256))
+    mask = np.zeros((100, 400), bool)
+    mask[40:60, 180:220] = True  # a mask lands where its image does
+    placed = resize(mask, (256, 256), True, Image.Resampling.NEAREST)
+    assert placed.dtype == bool and placed[rows, columns].sum() == placed.sum() > 0
+    assert placed[122:134, 118:138].all()
+    square = np.full((50, 50, 3), 7, np.uint8)  # a shape that fills the input: no border
+    assert (resize(square, (256, 256), True) == resize(square, (256, 256))).all()
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])

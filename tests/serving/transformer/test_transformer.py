@@ -64,7 +64,12 @@ def test_scores_labels_masks_and_logs_full_rows(transformer, weld, python_reposi
         assert item["model_version"] == "1" and item["problems"] == []
         assert item["label"] == ("anomalous" if item["score"] > item["threshold"] else "good")
         mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["mask_png"]))))
-        assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
+        assert set(np.unique(mask)) <= {0, 255}
+    # Weld's crops keep their aspect: each mask is cut to its own image's box, not 256².
+    for item, sent in zip((one, two), (good, bad), strict=True):
+        height, width = np.asarray(Image.open(io.BytesIO(sent))).shape[:2]
+        mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(item["mask_png"]))))
+        assert contract.keep_aspect and mask.shape == (round(height * 256 / width), 256)
     override = predict(url, [{"image": b64(good), "threshold": 1e9}]).json()["predictions"][0]
     assert override["label"] == "good" and override["score"] == pytest.approx(one["score"])
     with PredictionLog(db) as log:
@@ -78,8 +83,9 @@ def test_scores_labels_masks_and_logs_full_rows(transformer, weld, python_reposi
             assert log.file(row["image_file"]).read_bytes() == sent  # as received
             kept_map = log.file(row["map_file"])
             assert (kept_map is not None) == (item["label"] == "anomalous")
-            if kept_map:
-                assert np.load(kept_map).shape == (256, 256)
+            if kept_map:  # the map of the image's own box, as the mask
+                mask = Image.open(io.BytesIO(base64.b64decode(item["mask_png"])))
+                assert np.load(kept_map).shape == np.asarray(mask).shape
 
 
 def test_blank_and_tiny_frames_are_unusable_and_logged(transformer, weld):

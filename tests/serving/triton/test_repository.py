@@ -76,6 +76,7 @@ def test_onnxruntime_flavour_config(weld_export, tmp_path):
     assert 'platform: "onnxruntime_onnx"' in config and "KIND_AUTO" in config
     assert "max_batch_size: 32" in config and 'name: "tensorrt"' in config
     assert "reshape: { shape: [ ] }" in config and "model_warmup" in config
+    assert 'key: "keep_aspect" value: { string_value: "true" }' in config  # for clients
     version = add_model(tmp_path, "weld", weld_export, "onnxruntime")
     assert not (version / "model.py").exists() and (version / "model.onnx").is_file()
 
