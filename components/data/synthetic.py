@@ -81,29 +81,31 @@ def paste_defects(
     images: np.ndarray,
     seed: int = 0,
     area: tuple[float, float] = (0.001, 0.01),
-    content: np.ndarray | None = None,
+    boxes: list[tuple[slice, slice]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CutPaste-style defects on good images, for choosing settings without a test split.
 
     Each image gets a patch cut from another image of the set (a different place and
     look), rotated by a multiple of 90°, its brightness scaled by 0.6–0.8 or 1.25–1.5 and
     pasted at a random place: `area` is the patch's share of the image, small on purpose
-    (real defects are often 0.04 % of a frame). CONTENT (N×H×W bool, a Split's) keeps the
-    cut and the paste inside each image's own box, off a kept aspect's black border.
+    (real defects are often 0.04 % of a frame). BOXES (a Split's) keep the cut and the
+    paste inside each image's own box, off a kept aspect's black border.
     Returns the images and their bool masks.
     """
     rng = np.random.default_rng(seed)
     count = len(images)
     out, masks = images.copy(), np.zeros(images.shape[:3], dtype=bool)
-    boxes = [_box(images, content, i) for i in range(count)]
+    whole = (slice(0, images.shape[1]), slice(0, images.shape[2]))
+    spans = [(r.start, c.start, r.stop - r.start, c.stop - c.start)
+             for r, c in (boxes or [whole] * count)]  # fmt: skip
     for index in range(count):
-        top, left, height, width = boxes[index]
+        top, left, height, width = spans[index]
         share = rng.uniform(*area)
         aspect = rng.uniform(0.3, 3.0)
         h = int(np.clip(round(np.sqrt(share * height * width / aspect)), 2, height // 2))
         w = int(np.clip(round(np.sqrt(share * height * width * aspect)), 2, width // 2))
         other = (index + 1 + rng.integers(max(1, count - 1))) % count
-        s_top, s_left, s_height, s_width = boxes[other]
+        s_top, s_left, s_height, s_width = spans[other]
         h, w = min(h, s_height), min(w, s_width)
         y0 = s_top + rng.integers(0, s_height - h + 1)
         x0 = s_left + rng.integers(0, s_width - w + 1)
@@ -117,16 +119,3 @@ def paste_defects(
         out[index, y : y + ph, x : x + pw] = patch
         masks[index, y : y + ph, x : x + pw] = True
     return out, masks
-
-
-def _box(images: np.ndarray, content: np.ndarray | None, index: int) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of image INDEX's own pixels: all of it without CONTENT."""
-    if content is None:
-        return 0, 0, images.shape[1], images.shape[2]
-    rows, columns = np.flatnonzero(content[index].any(1)), np.flatnonzero(content[index].any(0))
-    return (
-        int(rows[0]),
-        int(columns[0]),
-        int(rows[-1] - rows[0] + 1),
-        int(columns[-1] - columns[0] + 1),
-    )

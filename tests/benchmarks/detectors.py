@@ -171,7 +171,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     started = time.perf_counter()
     detector.fit(train.images, progress=False)
     fit_s = time.perf_counter() - started
-    pasted, pasted_masks = paste_defects(train.images, seed=1, content=train.content)
+    pasted, pasted_masks = paste_defects(train.images, seed=1, boxes=train.boxes)
     started = time.perf_counter()
     both = detector.out_of_fold(train.images, folds, progress=False,
                                 scored=np.concatenate([train.images, pasted]))  # fmt: skip

@@ -122,12 +122,12 @@ class PatchCore(Detector):
         patches = self._patches(images, progress)
         self._learn(patches, len(images), progress)
         per_image = patches.reshape(len(images), -1, patches.shape[1])
-        if self.device.type == "cpu" and len(images) >= REFIT_BELOW:
+        refit = len(images) < REFIT_BELOW
+        if self.device.type == "cpu" and not refit:
             self._built_index(progress)
         scores = np.empty(len(images), np.float32)
         maps = np.empty((len(images), *self.config.input_size), np.float32)
         bar = tqdm(total=len(images), desc="cross-fit", unit="img", disable=not progress)
-        refit = len(images) < REFIT_BELOW
         for fold in folds:
             others = per_image[np.setdiff1d(np.arange(len(images)), fold)] if refit else None
             with self._without_fold(fold, others):

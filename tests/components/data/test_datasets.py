@@ -52,7 +52,7 @@ def test_a_kept_aspect_places_masks_and_records_what_each_image_fills(weld):
     assert test.masks.sum() == pytest.approx(stretched.masks.sum(), rel=0.5)
     train = dataset.load_train((256, 256), progress=False, keep_aspect=True)
     assert {int(c.sum(1).max()) for c in train.content} == {256}  # one scale: 400 -> 256 wide
-    pasted, masks = paste_defects(train.images, seed=3, content=train.content)
+    pasted, masks = paste_defects(train.images, seed=3, boxes=train.boxes)
     assert masks.any(axis=(1, 2)).all() and not (masks & ~train.content).any()
     assert (pasted[~train.content] == 0).all()  # the border stays black
 
