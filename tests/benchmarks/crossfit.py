@@ -7,8 +7,9 @@ the bank rows that came from the other folds (PatchCore.cross_fit), instead of f
 more coresets; below, each fold gets the coreset of the other folds' patches. Per dataset,
 at the defaults: the out-of-fold scores of the shortcut (forced at every size), of what
 ships and of K true refits, the 1 % threshold each gives, the shortcut's correlation and
-mean ratio to the refits, and the seconds of the plain fit, the cross-fitting beyond it
-both ways, and the K refits. Writes results/crossfit.json.
+mean ratio to the refits, the six largest shipped scores beside Tukey's far-out fence,
+and the seconds of the plain fit, the cross-fitting beyond it both ways, and the K refits.
+Writes results/crossfit.json.
 """
 
 from __future__ import annotations
@@ -47,12 +48,19 @@ def cross_fit(settings: dict, images: np.ndarray, folds: list, refit_below: int)
         patchcore.REFIT_BELOW = shipped
 
 
+def far_out_fence(scores: np.ndarray) -> float:
+    """Tukey's far-out fence, Q3 + 3 IQR: a score above it stands apart from the rest
+    (whether the largest out-of-fold score is one odd image or a session's level)."""
+    q1, q3 = np.percentile(scores, [25, 75])
+    return float(q3 + 3 * (q3 - q1))
+
+
 def run_one(name: str) -> dict:
     dataset = FolderDataset(DATASETS[name])
     settings = auto_settings("patchcore", [s.path for s in dataset.train_samples()], {})
     config = create("patchcore", **settings).config
-    images = dataset.load_train(config.input_size, progress=False,
-                                keep_aspect=config.keep_aspect).images  # fmt: skip
+    split = dataset.load_train(config.input_size, progress=False, keep_aspect=config.keep_aspect)
+    images = split.images
     folds = session_folds(len(images))
     started = time.perf_counter()
     create("patchcore", **settings).fit(images, progress=False)
@@ -65,6 +73,7 @@ def run_one(name: str) -> dict:
         others = create("patchcore", **settings).fit(np.delete(images, fold, 0), progress=False)
         refit[fold] = others.predict(images[fold]).scores
     refit_s = time.perf_counter() - started
+    top = [(Path(split.paths[i]).name, float(shipped[i])) for i in np.argsort(shipped)[::-1][:6]]
     return {
         "dataset": name,
         "images": len(images),
@@ -73,6 +82,8 @@ def run_one(name: str) -> dict:
         "threshold_masked": calibrate(masked, 0.01).threshold,
         "threshold_shipped": calibrate(shipped, 0.01).threshold,
         "threshold_refit": calibrate(refit, 0.01).threshold,
+        "top_shipped": top,
+        "far_out_fence": far_out_fence(shipped),
         "correlation": float(np.corrcoef(masked, refit)[0, 1]),
         "mean_ratio": float(np.mean(masked / refit)),
         "fit_s": fit_s,
