@@ -65,7 +65,7 @@ def evaluate(
         known = test.pixel_labelled
         masks, maps = test.masks[known], prediction.maps[known]
         if masks.any():
-            content = None if test.content is None else test.content[known]
+            content = None if test.boxes is None else test.content[known]
             metrics |= pixel_metrics(masks, maps, content)
     write_file(Path(model_dir) / METRICS_FILE, json.dumps(metrics, indent=2), "metrics file")
     if report is not None:

@@ -183,7 +183,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     val_labels = np.r_[np.zeros(len(train.images)), np.ones(len(pasted))]
     val_masks = np.concatenate([np.zeros_like(pasted_masks), pasted_masks])
     val_maps = np.concatenate([good.maps, bad.maps])
-    if train.content is not None:  # the pixels the images fill, not a kept aspect's border
+    if train.boxes is not None:  # the pixels the images fill, not a kept aspect's border
         inside = np.concatenate([train.content] * 2)
         val_masks, val_maps = val_masks[inside], val_maps[inside]
 
@@ -236,7 +236,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     }
     if test.masks is not None:
         known = test.pixel_labelled
-        content = None if test.content is None else test.content[known]
+        content = None if test.boxes is None else test.content[known]
         row |= pixel_metrics(test.masks[known], prediction.maps[known], content)
     return row
 
