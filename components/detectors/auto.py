@@ -2,6 +2,13 @@
 
 - Tiling: images much larger than the backbone's 256² tile are scored in tiles at a
   working size near native resolution (tiling.working_size); smaller ones are resized.
+- Two scales: parts near 512² (native area from 3 to 4 tiles' worth) are scored at
+  512² and as a whole at 256² (PatchCore coarse_factor 2), fused scale by scale: what a
+  256² view blurs away a 512² one keeps, and the 256² one keeps the layout (transistor's
+  misplaced parts: 1.000 image AUROC at 256², 0.944 at 512² alone). Chosen on pasted
+  small defects (0.02-0.2 % of the image) and pasted usual ones on train/good's
+  out-of-fold scores: transistor 0.726 / 0.957 at 256², 0.884 / 0.983 at 512², 0.874 /
+  0.977 fused; bottle 0.942 / 0.993, 0.977 / 0.991, 0.973 / 0.992.
 - Intensity standardisation: on where the good images' brightness varies from shot to
   shot (coefficient of variation of per-image mean grey > LIGHTING_SPREAD): magnetic_tile
   0.32 and weld 0.20 against 0.01–0.04 for bottle, transistor and macaroni1; unless
@@ -38,6 +45,7 @@ from anomalyops.serving.images.decode import ImageDecodeError, decode_image, res
 LIGHTING_SPREAD = 0.1
 SAMPLE = 64  # images read for the statistics (evenly spread over the set)
 CLIPPED_MAX = 0.2  # share of pixels at black (≤ 2) or white (≥ 253) that rules it out
+TWO_SCALE_AREA = 3  # native area, in 256² tiles, from which parts get a 512² scale too
 ONE_SCALE = 1.05  # the largest ratio of two images' aspects or scales that counts as equal
 
 
@@ -82,6 +90,8 @@ def auto_settings(
         size = working_size(stats["native_size"])
         if size is not None:
             decided.update(input_size=size, tile_size=(256, 256))
+        elif np.prod(stats["native_size"]) >= TWO_SCALE_AREA * 256 * 256:
+            decided.update(input_size=(512, 512), coarse_factor=2)
     input_size = decided.get("input_size", DetectorConfig.input_size)
     decided.setdefault("keep_aspect", keeps_one_scale(stats["sizes"], tuple(input_size)))
     return decided

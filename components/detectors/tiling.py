@@ -83,6 +83,16 @@ def working_size(
     return size if size != (tile, tile) else None
 
 
+def downscale(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """uint8 N×H×W×C → N×(H/factor)×(W/factor)×C, each pixel the rounded mean of its
+    factor² block: one op in process and in the exported graph, so both scales see the
+    same pixels."""
+    if factor == 1:
+        return images
+    pooled = F.avg_pool2d(images.permute(0, 3, 1, 2).float(), factor)
+    return pooled.round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def crop(images: torch.Tensor, grid: TileGrid) -> torch.Tensor:
     """N×H×W×C images → (N·T)×h×w×C tiles, tile-major within each image."""
     if grid.count == 1:

@@ -72,10 +72,11 @@ def extend_bank(
     coreset_ratio: float = FEWSHOT_CORESET,
     seed: int = 0,
     progress: bool = False,
-) -> list[slice]:
+) -> list[list[slice]]:
     """Add each image's views to the bank (an unfitted detector starts from them).
 
-    Returns the bank rows each image contributed, for leave-one-out scoring.
+    Returns the rows each image contributed to each bank (PatchCore.bank_sizes: one per
+    scale), for leave-one-out scoring.
     """
     if not isinstance(detector, PatchCore):
         raise ValueError(
@@ -87,18 +88,21 @@ def extend_bank(
     rng = np.random.default_rng(seed)
     blocks = []
     for image in tqdm(images, desc="extend bank", unit="img", disable=not progress):
-        start = len(detector.model.memory_bank) if detector.fitted else 0
+        start = detector.bank_sizes()
         detector.update(views(image, augmentation, rng), progress=False)
-        blocks.append(slice(start, len(detector.model.memory_bank)))
+        blocks.append([slice(a, b) for a, b in zip(start, detector.bank_sizes(), strict=True)])
     return blocks
 
 
-def leave_one_out(detector: PatchCore, images: np.ndarray, blocks: list[slice]) -> Prediction:
-    """Each image scored by the bank without the rows it contributed."""
-    rows = np.arange(len(detector.model.memory_bank))
+def leave_one_out(detector: PatchCore, images: np.ndarray, blocks: list[list[slice]]) -> Prediction:
+    """Each image scored by the banks without the rows it contributed."""
+    sizes = detector.bank_sizes()
     scores, maps = [], []
-    for image, block in zip(images, blocks, strict=True):
-        own = (rows >= block.start) & (rows < block.stop)
+    for image, image_blocks in zip(images, blocks, strict=True):
+        own = []
+        for size, block in zip(sizes, image_blocks, strict=True):
+            rows = np.arange(size)
+            own.append((rows >= block.start) & (rows < block.stop))
         prediction = detector.predict_without(image[None], own)
         scores.append(prediction.scores)
         maps.append(prediction.maps)
@@ -211,7 +215,7 @@ def adapt(
     config = detector.config
     split = load_split(samples, config.input_size, on_error, False, progress, config.keep_aspect)
     images, paths = split.images, [s.path for s in split.samples]
-    base_rows = len(detector.model.memory_bank) if detector.fitted else 0
+    base_rows = sum(detector.bank_sizes())
     started = time.perf_counter()
     blocks = extend_bank(
         detector, images, augmentation, coreset_ratio, detector.config.seed, progress
@@ -247,7 +251,7 @@ def adapt(
     adaptation = {
         "base": str(base) if base else None,
         "base_bank_rows": base_rows,
-        "added_bank_rows": len(detector.model.memory_bank) - base_rows,
+        "added_bank_rows": sum(detector.bank_sizes()) - base_rows,
         "coreset_ratio": coreset_ratio,
         "augmentation": augmentation.to_dict(),
         "calibration": method,

@@ -22,7 +22,8 @@ components/training/folds.py) for a 1 % per-image false-positive rate. Then:
   patches, the exported graph's scratch bytes per image and the Triton max batch.
 
 Variants: `default` (what the code decides), `coreset1` (a 1 % bank, the old default),
-`size512` (512² parts at native resolution instead of 256²),
+`size512` (512² parts at native resolution alone), `one_scale` (512² parts at 256² alone;
+the default scores them at both, fused: auto.py),
 `standardise` / `raw` (forced on / off:
 the alternatives the standardisation default was chosen against, on validation data).
 Writes results/detectors-<dataset>.json (a run replaces the rows of the detectors and
@@ -73,6 +74,7 @@ VARIANTS = {
     "raw": {"standardise": False},
     "coreset1": {"coreset_ratio": 0.01},  # the bank the 10 % default was chosen against
     "size512": {"input_size": (512, 512)},  # native resolution for 512² parts, one tile
+    "one_scale": {"input_size": (256, 256)},  # 512² parts at 256² alone, the old default
     "stretch": {"keep_aspect": False},  # every image stretched to the input, as before
 }
 
@@ -82,10 +84,12 @@ def relit(images: np.ndarray, gain: float) -> np.ndarray:
 
 
 def shifted(images: np.ndarray, share: float = 0.02) -> np.ndarray:
-    """IMAGES moved right and down by SHARE of their size, the edge rows repeated: a part
-    that sits a little off in its fixture."""
+    """IMAGES moved right and down by SHARE of their size: a part that sits a little off in
+    its fixture. The uncovered band is the image mirrored at its edge (what a camera would
+    see of a uniform surround); repeating the edge row instead drew a streak no camera
+    makes, and on macaroni1 every shifted image's maximum sat in it (AUROC 0.581)."""
     dy, dx = (max(1, round(side * share)) for side in images.shape[1:3])
-    padded = np.pad(images, ((0, 0), (dy, 0), (dx, 0), (0, 0)), mode="edge")
+    padded = np.pad(images, ((0, 0), (dy, 0), (dx, 0), (0, 0)), mode="reflect")
     return padded[:, : images.shape[1], : images.shape[2]]
 
 
@@ -105,8 +109,12 @@ def bank_columns(detector, test_images: np.ndarray) -> dict:
     if detector.kind != "patchcore":
         return {}
     bank = len(detector.model.memory_bank)
+    coarse = detector.coarse
     return {
         "bank": bank,
+        # A two-scale model's whole-image scale (its fit includes both scales' cross-fits)
+        "coarse_input_size": list(coarse.config.input_size) if coarse else None,
+        "coarse_bank": coarse.bank_sizes()[0] if coarse else None,
         "search": resolve(detector.config.search, bank),
         "recall": search_recall(detector, test_images[:: max(1, len(test_images) // 8)][:8]),
         "scratch_mb_per_image": detector.model.scratch_bytes_per_image() / 1e6,
@@ -215,6 +223,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
         "aupro": None,
         **lighting,
         "image_auroc_shift": shift_auroc,
+        "shift_padding": "reflect",  # rows without it repeated the edge (see shifted)
         "test_good_flagged": int(flagged[test.labels == 0].sum()),
         "test_good": int((test.labels == 0).sum()),
         "test_good_fpr": float(flagged[test.labels == 0].mean()),
@@ -258,6 +267,9 @@ def markdown(rows: list[dict]) -> str:
         recall = f", {r['recall']['recall_at_1']:.3f}" if r.get("recall") else ""
         size = f"{r['input_size'][0]}×{r['input_size'][1]} ({r['tiles']})"
         bank = f"{r['bank']} ({r['search']}{recall})" if "bank" in r else "–"
+        if r.get("coarse_input_size"):  # two scales
+            size += " + {}×{}".format(*r["coarse_input_size"])
+            bank += f" + {r['coarse_bank']}"
         scratch = (f"{cell(r['scratch_mb_per_image'], 1)} ({r['max_batch_size']})"
                    if "bank" in r else "–")  # fmt: skip
         lines.append(

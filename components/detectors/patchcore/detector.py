@@ -1,10 +1,16 @@
-"""PatchCore training and in-process scoring: coreset bank, faiss search, few-shot update."""
+"""PatchCore training and in-process scoring: coreset bank, faiss search, few-shot update.
+
+With `coarse_factor` k the detector is two-scale: a second PatchCore (`coarse`, sharing
+the backbone) holds a bank of the whole image at input_size / k, and every path here
+(fit, cross-fit, out-of-fold, few-shot update, leave-one-out) runs at both scales.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -29,7 +35,9 @@ from anomalyops.components.detectors.patchcore.search import (
     nearest_distance,
 )
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
-from anomalyops.components.detectors.tiling import tile_grid
+from anomalyops.components.detectors.tiling import downscale, tile_grid
+from anomalyops.components.training.folds import session_folds
+from anomalyops.components.training.thresholds import calibrate
 
 # Images scored per search call in cross_fit: one call's patches spread over every thread.
 CROSS_FIT_IMAGES = 16
@@ -54,6 +62,9 @@ class PatchCoreConfig(DetectorConfig):
     search: str = "auto"  # "exact", "hnsw", or "auto" (search.resolve says which)
     tile_size: tuple[int, int] | None = None  # None: the whole input_size is one tile
     tile_overlap: float = 0.25  # share of a tile its neighbours see too
+    # k: also score the whole image at input_size / k with a bank of its own (two
+    # scales, fused in torch_model.PatchCoreModel.fuse); None: one scale.
+    coarse_factor: int | None = None
 
 
 class PatchCore(Detector):
@@ -75,12 +86,40 @@ class PatchCore(Detector):
         # The training image each bank row came from, while the detector that fit them
         # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
         self.origin: np.ndarray | None = None
+        self.coarse: PatchCore | None = None  # the whole image at 1/coarse_factor
+        if self.config.coarse_factor:
+            self.coarse = PatchCore(self._coarse_config(), weights="none")
+            self.coarse.model = self.model.coarse  # one module tree, one backbone
+
+    def _coarse_config(self) -> PatchCoreConfig:
+        config, factor = self.config, self.config.coarse_factor
+        sides = config.input_size
+        if isinstance(factor, bool) or factor < 2 or any(side % (8 * factor) for side in sides):
+            raise ValueError(f"coarse_factor {factor!r}: needs an integer ≥ 2 with input_size "
+                             f"{tuple(config.input_size)} a multiple of 8 × it")  # fmt: skip
+        if config.tile_size is not None:
+            raise ValueError("coarse_factor: a tiled model has no second scale yet (tile_size set)")
+        size = tuple(side // factor for side in config.input_size)
+        return dataclasses.replace(config, input_size=size, coarse_factor=None)
 
     def build_model(self, weights: str) -> PatchCoreModel:
         config = self.config
         backbone = Backbone(config.backbone, config.strides, weights, config.standardise)
         grid = tile_grid(config.input_size, config.tile_size, config.tile_overlap)
-        return PatchCoreModel(backbone, grid, config.sigma)
+        coarse = None
+        if config.coarse_factor:
+            coarse_grid = tile_grid(self._coarse_config().input_size, None)
+            coarse = PatchCoreModel(backbone, coarse_grid, config.sigma, shares_backbone=True)
+        return PatchCoreModel(backbone, grid, config.sigma, coarse, config.coarse_factor or 1)
+
+    def to(self, device: str | torch.device) -> Self:
+        super().to(device)
+        if self.coarse is not None:
+            self.coarse.device = self.device  # its model moved with this one's
+        return self
+
+    def _coarse_images(self, images: np.ndarray) -> np.ndarray:
+        return downscale(torch.from_numpy(images), self.config.coarse_factor).numpy()
 
     @torch.inference_mode()
     def _patches(self, images: np.ndarray, progress: bool) -> torch.Tensor:
@@ -105,7 +144,10 @@ class PatchCore(Detector):
         )
 
     def fit(self, images: np.ndarray, progress: bool = True) -> Self:
-        self._learn(self._patches(images, progress), len(images), progress)
+        if self.coarse is None:
+            self._learn(self._patches(images, progress), len(images), progress)
+        else:  # fusing the scales needs each one's out-of-fold scores
+            self.cross_fit(images, session_folds(len(images)), progress)
         return self
 
     def _learn(self, patches: torch.Tensor, count: int, progress: bool) -> None:
@@ -118,7 +160,38 @@ class PatchCore(Detector):
     def cross_fit(
         self, images: np.ndarray, folds: list[np.ndarray], progress: bool = True
     ) -> Prediction:
-        """fit() and out_of_fold() with the patch features extracted once for both."""
+        """fit() and out_of_fold() with the patch features extracted once for both; at two
+        scales each is cross-fit and its out-of-fold good scores set its share of fuse."""
+        fine = self._cross_fit_bank(images, folds, progress)
+        if self.coarse is None:
+            return fine
+        coarse = self.coarse.cross_fit(self._coarse_images(images), folds, progress)
+        norm = []
+        for scores in (fine.scores, coarse.scores):
+            median = float(np.median(scores))
+            span = calibrate(scores, 0.01).threshold - median
+            norm += [median, span if span > 0 else max(float(np.std(scores)), 1e-6)]
+        self.model.scale_norm.copy_(torch.tensor(norm))
+        return self._fused(fine, coarse)
+
+    def _fused(self, fine: Prediction, coarse: Prediction, chunk: int = 32) -> Prediction:
+        """Two scales' predictions of the same images fused as the model fuses them."""
+        scores, maps = [], []
+        for start in range(0, len(fine.scores), chunk):
+            part = slice(start, start + chunk)
+            output = self.model.fuse(*(
+                InferenceOutput(torch.from_numpy(p.maps[part])[:, None].to(self.device),
+                                torch.from_numpy(p.scores[part]).to(self.device))
+                for p in (fine, coarse)
+            ))  # fmt: skip
+            scores.append(output.score.cpu().numpy())
+            maps.append(output.anomaly_map[:, 0].cpu().numpy())
+        return Prediction(np.concatenate(scores), np.concatenate(maps))
+
+    def _cross_fit_bank(
+        self, images: np.ndarray, folds: list[np.ndarray], progress: bool
+    ) -> Prediction:
+        """This scale's cross_fit: its bank fit and its out-of-fold predictions."""
         patches = self._patches(images, progress)
         self._learn(patches, len(images), progress)
         per_image = patches.reshape(len(images), -1, patches.shape[1])
@@ -165,17 +238,43 @@ class PatchCore(Detector):
         self, images: np.ndarray, fold: np.ndarray, scored: np.ndarray
     ) -> Prediction:
         """SCORED scored by the bank of the images outside FOLD (_without_fold)."""
+        with self._fold_left_out(images, fold):
+            return self.predict(scored)
+
+    @contextlib.contextmanager
+    def _fold_left_out(self, images: np.ndarray, fold: np.ndarray) -> Iterator[None]:
+        """Scoring inside the block, at every scale, sees only the IMAGES outside FOLD."""
         others = None
         if len(images) < REFIT_BELOW:
             others = self._patches(images[np.setdiff1d(np.arange(len(images)), fold)], False)
-        with self._without_fold(fold, others):
-            return self.predict(scored)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._without_fold(fold, others))
+            if self.coarse is not None:
+                coarse_images = self._coarse_images(images)
+                stack.enter_context(self.coarse._fold_left_out(coarse_images, fold))
+            yield
 
-    def predict_without(self, images: np.ndarray, excluded: np.ndarray) -> Prediction:
-        """IMAGES scored by the bank without its EXCLUDED rows (a boolean mask): what a
-        bank that never held their patches says, for thresholds set on images it learnt."""
-        with self._searching_without(excluded):
+    def bank_sizes(self) -> tuple[int, ...]:
+        """Rows of each scale's bank, the fine one first."""
+        coarse = self.coarse.bank_sizes() if self.coarse is not None else ()
+        return (len(self.model.memory_bank), *coarse)
+
+    def predict_without(self, images: np.ndarray, excluded: Sequence[np.ndarray]) -> Prediction:
+        """IMAGES scored by the banks without their EXCLUDED rows (a boolean mask per bank,
+        as bank_sizes orders them): what banks that never held their patches say, for
+        thresholds set on images they learnt."""
+        with self._excluding(excluded):
             return self.predict(images)
+
+    @contextlib.contextmanager
+    def _excluding(self, excluded: Sequence[np.ndarray]) -> Iterator[None]:
+        if len(excluded) != len(self.bank_sizes()):
+            raise ValueError(f"{len(excluded)} row masks for {len(self.bank_sizes())} banks")
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._searching_without(excluded[0]))
+            if self.coarse is not None:
+                stack.enter_context(self.coarse._excluding(excluded[1:]))
+            yield
 
     @contextlib.contextmanager
     def _without_fold(self, fold: np.ndarray, others: torch.Tensor | None) -> Iterator[None]:
@@ -217,6 +316,9 @@ class PatchCore(Detector):
         self.model.memory_bank = torch.cat([self.model.memory_bank, new])
         self._index = None
         self.origin = None  # the new rows come from images fit() never saw
+        if self.coarse is not None:
+            self.coarse.config = self._coarse_config()  # a ratio set since (few-shot)
+            self.coarse.update(self._coarse_images(images), progress)
         return self
 
     @property
@@ -231,7 +333,18 @@ class PatchCore(Detector):
         return self._index
 
     def infer(self, batch: torch.Tensor) -> InferenceOutput:
-        return self._score(self.model.embed(batch, TILES_PER_BATCH))
+        output = self._score(self.model.embed(batch, TILES_PER_BATCH))
+        if self.coarse is None:
+            return output
+        coarse = self.coarse.infer(downscale(batch, self.config.coarse_factor))
+        return self.model.fuse(output, coarse)
+
+    @classmethod
+    def restore(cls, description: dict, state: dict[str, torch.Tensor]) -> Self:
+        detector = super().restore(description, state)
+        if detector.coarse is not None:
+            detector.coarse.fitted = True  # its bank came in with the fine model's state
+        return detector
 
     def _embedding(self, patches: torch.Tensor) -> torch.Tensor:
         """Images' patch rows (n × patches × D, as _patches gives them) → (n·T)×D×h×w."""

@@ -1,4 +1,11 @@
-"""PatchCore's pure torch model: what gets exported (Roth et al., CVPR 2022)."""
+"""PatchCore's pure torch model: what gets exported (Roth et al., CVPR 2022).
+
+A two-scale model also scores the whole image at 1/k of its input size with a bank of
+its own (`coarse`) and fuses the two: each scale's map and score in units of its own
+out-of-fold 1 % threshold above its median, the larger kept. A patch-level model at the
+fine scale sees small defects a 256² view blurs away, the coarse one keeps the layout a
+fine view is too local for (transistor's misplaced parts).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from torch import nn
 from anomalyops.components.detectors.anomaly_map import AnomalyMap
 from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import InferenceOutput
-from anomalyops.components.detectors.tiling import TileGrid, crop, stitch
+from anomalyops.components.detectors.tiling import TileGrid, crop, downscale, stitch
 
 # Bank entries per distance block in the exported graph: the graph never holds more than
 # patches × SCORE_CHUNK distances per image, whatever the bank size.
@@ -23,13 +30,28 @@ MAX_BATCH = 32
 class PatchCoreModel(nn.Module):
     """Locally aware patch features, nearest-neighbour distance to a memory bank."""
 
-    def __init__(self, backbone: Backbone, grid: TileGrid, sigma: float) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        grid: TileGrid,
+        sigma: float,
+        coarse: PatchCoreModel | None = None,
+        coarse_factor: int = 1,
+        shares_backbone: bool = False,
+    ) -> None:
         super().__init__()
-        self.backbone = backbone
+        if shares_backbone:  # a coarse scale's: the fine model's backbone, kept outside
+            object.__setattr__(self, "backbone", backbone)  # this tree: saved/exported once
+        else:
+            self.backbone = backbone
         self.grid = grid
         self.anomaly_map = AnomalyMap(grid.image, sigma)
         self.feature_dim = sum(backbone.channels)
         self.register_buffer("memory_bank", torch.zeros(0, self.feature_dim))
+        self.coarse = coarse
+        self.coarse_factor = coarse_factor
+        if coarse is not None:  # (fine median, fine span, coarse median, coarse span): fuse
+            self.register_buffer("scale_norm", torch.tensor([0.0, 1.0, 0.0, 1.0]))
 
     def embed(self, images: torch.Tensor, tiles_per_pass: int | None = None) -> torch.Tensor:
         """uint8 N×H×W×3 → (N·T)×D×h×w per tile: 3×3-neighbourhood averages, stacked.
@@ -54,14 +76,36 @@ class PatchCoreModel(nn.Module):
         stitched = stitch(patch_scores, self.grid, self.backbone.strides[0])
         return InferenceOutput(self.anomaly_map(stitched), stitched.amax(dim=(1, 2, 3)))
 
+    def fuse(self, fine: InferenceOutput, coarse: InferenceOutput) -> InferenceOutput:
+        """Both scales' outputs in units of their own threshold span, the larger kept.
+
+        Each is (x - median) / (1 % threshold - median) over its out-of-fold good scores
+        (PatchCore.cross_fit), so 1 means "at that scale's own threshold" and neither
+        scale's larger distances drown the other; the fused threshold is then calibrated
+        again on the fused out-of-fold scores. The coarse map is upsampled to the fine one.
+        """
+        norm = self.scale_norm
+        fine_median, fine_span, coarse_median, coarse_span = norm[0], norm[1], norm[2], norm[3]
+        size = fine.anomaly_map.shape[-2:]
+        coarse_map = F.interpolate(coarse.anomaly_map, size=size, mode="bilinear",
+                                   align_corners=False)  # fmt: skip
+        return InferenceOutput(
+            torch.maximum((fine.anomaly_map - fine_median) / fine_span,
+                          (coarse_map - coarse_median) / coarse_span),
+            torch.maximum((fine.score - fine_median) / fine_span,
+                          (coarse.score - coarse_median) / coarse_span),
+        )  # fmt: skip
+
     def patches_per_image(self) -> int:
         height, width = self.grid.tile
         stride = self.backbone.strides[0]
         return self.grid.count * (height // stride) * (width // stride)
 
     def scratch_bytes_per_image(self) -> int:
-        """Peak bytes of the exported graph's distance blocks for one image."""
-        return 3 * self.patches_per_image() * min(SCORE_CHUNK, len(self.memory_bank)) * 4
+        """Peak bytes of the exported graph's distance blocks for one image (the larger
+        scale's: the two run one after the other)."""
+        own = 3 * self.patches_per_image() * min(SCORE_CHUNK, len(self.memory_bank)) * 4
+        return max(own, self.coarse.scratch_bytes_per_image() if self.coarse else 0)
 
     def max_batch_size(self) -> int:
         """Images per batch whose distance blocks fit in BATCH_SCRATCH_BYTES (1 to 32)."""
@@ -83,4 +127,7 @@ class PatchCoreModel(nn.Module):
         return nearest.clamp_min(0).sqrt().reshape(n, 1, h, w)
 
     def forward(self, images: torch.Tensor) -> InferenceOutput:
-        return self.outputs(self.nearest_distances(self.embed(images), self.memory_bank))
+        output = self.outputs(self.nearest_distances(self.embed(images), self.memory_bank))
+        if self.coarse is None:
+            return output
+        return self.fuse(output, self.coarse(downscale(images, self.coarse_factor)))

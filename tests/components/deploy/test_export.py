@@ -20,11 +20,14 @@ from anomalyops.components.training.train import train
 from anomalyops.serving.contract.model import ContractError, load_contract, parse_contract
 
 
-@pytest.fixture(scope="module", params=["patchcore", "padim"])
+@pytest.fixture(scope="module", params=["patchcore", "two-scale", "padim"])
 def trained(request, weld, tmp_path_factory):
-    settings = {"coreset_ratio": 0.01} if request.param == "patchcore" else {}
+    kind = "padim" if request.param == "padim" else "patchcore"
+    settings = {"coreset_ratio": 0.01} if kind == "patchcore" else {}
+    if request.param == "two-scale":  # the graph downscales and fuses as fit did
+        settings["coarse_factor"] = 2
     out = tmp_path_factory.mktemp(request.param) / "model"
-    return train(weld, out, request.param, settings, calibration_folds=2, progress=False)
+    return train(weld, out, kind, settings, calibration_folds=2, progress=False)
 
 
 def run_onnx(directory, images):

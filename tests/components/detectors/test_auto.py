@@ -66,7 +66,24 @@ def test_shared_datasets_get_the_settings_their_images_call_for(macaroni, bottle
     assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256),
                        "keep_aspect": False}  # fmt: skip
     wanted = {"standardise": False, "keep_aspect": False}
-    assert auto_settings("patchcore", train_paths(bottle), {}) == wanted
+    two_scale = {"input_size": (512, 512), "coarse_factor": 2}
+    assert auto_settings("patchcore", train_paths(bottle), {}) == wanted | two_scale
+    assert auto_settings("padim", train_paths(bottle), {}) == wanted  # PatchCore's alone
+
+
+@pytest.mark.parametrize(
+    "native, two_scale",
+    [((512, 512), True), ((480, 420), True), ((400, 400), False), ((256, 256), False)],
+)
+def test_parts_near_512_are_scored_at_two_scales(tmp_path, rng, native, two_scale):
+    """Runs on every clone: from 3 tiles' area up to where tiling starts (4 tiles)."""
+    path = tmp_path / "part.png"
+    Image.fromarray(rng.integers(100, 140, native, dtype=np.uint8)).save(path)
+    decided = auto_settings("patchcore", [path], {})
+    assert ("coarse_factor" in decided) is two_scale
+    if two_scale:
+        assert decided["input_size"] == (512, 512) and decided["coarse_factor"] == 2
+    assert "coarse_factor" not in auto_settings("patchcore", [path], {"input_size": (256, 256)})
 
 
 def test_explicit_settings_win(tmp_path):
