@@ -9,7 +9,15 @@ import torch
 
 from anomalyops.components.deploy.export import export
 from anomalyops.components.detectors import create
-from anomalyops.components.detectors.tiling import ALIGN, crop, stitch, tile_grid, working_size
+from anomalyops.components.detectors.tiling import (
+    ALIGN,
+    crop,
+    downscale,
+    stitch,
+    tile_grid,
+    working_size,
+)
+from anomalyops.serving.images.decode import resize
 from anomalyops.serving.triton.repository import model_config
 
 SIZE, TILE = (256, 384), (128, 128)
@@ -83,3 +91,15 @@ def test_tiled_export_scores_like_the_detector_and_sizes_the_batch(tiled, tmp_pa
     assert contract.resources["scratch_bytes_per_image"] == per_image
     assert contract.max_batch_size == min(32, (1 << 30) // per_image)
     assert f"max_batch_size: {contract.max_batch_size}" in model_config("m", contract, "python", 1)
+
+
+@pytest.mark.parametrize("factor, tolerance", [(2, 0), (3, 1)])
+def test_downscale_is_what_a_smaller_decode_gives(weld_splits, factor, tolerance):
+    """A two-scale model's coarse input: PIL's antialiased bilinear resize, in graph ops
+    (bit-exact at 2×; PIL's fixed-point rounding differs by a grey level at 3×)."""
+    images = weld_splits[0].images[:4, :240, :240]
+    small = downscale(torch.from_numpy(images), factor).numpy()
+    side = 240 // factor
+    expected = np.stack([resize(image, (side, side)) for image in images])
+    assert small.shape == expected.shape and small.dtype == np.uint8
+    assert np.abs(small.astype(int) - expected).max() <= tolerance
