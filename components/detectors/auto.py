@@ -4,11 +4,12 @@
   working size near native resolution (tiling.working_size); smaller ones are resized.
 - Two scales: parts near 512² (native area from 3 to 4 tiles' worth) are scored at
   512² and as a whole at 256² (PatchCore coarse_factor 2), fused scale by scale: what a
-  256² view blurs away a 512² one keeps, and the 256² one keeps the layout (transistor's
-  misplaced parts: 1.000 image AUROC at 256², 0.944 at 512² alone). Chosen on pasted
-  small defects (0.02-0.2 % of the image) and pasted usual ones on train/good's
-  out-of-fold scores: transistor 0.726 / 0.957 at 256², 0.884 / 0.983 at 512², 0.874 /
-  0.977 fused; bottle 0.942 / 0.993, 0.977 / 0.991, 0.973 / 0.992.
+  256² view blurs away a 512² one keeps, and the 256² one keeps the layout that a 512²
+  view alone loses (transistor's misplaced parts). Chosen on validation from train/good
+  alone, pasted small defects (SMALL_DEFECTS in tests/benchmarks/detectors.py) most:
+  transistor 0.755 at 256² against 0.884 fused (usual pasted defects 0.959 / 0.976),
+  bottle 0.937 against 0.955 (0.991 / 0.994): `val_small_image_auroc` of the `one_scale`
+  and `default` rows in tests/benchmarks/results/detectors-*.json.
 - Intensity standardisation: on where the good images' brightness varies from shot to
   shot (coefficient of variation of per-image mean grey > LIGHTING_SPREAD): magnetic_tile
   0.32 and weld 0.20 against 0.01–0.04 for bottle, transistor and macaroni1; unless

@@ -71,9 +71,9 @@ def working_size(
 ) -> tuple[int, int] | None:
     """The tiled working size for images of `native` (height, width), or None to not tile.
 
-    Images of up to four tiles' area (MVTec's 512², squashed to 256² at 4× less compute)
-    are one tile as before; larger ones keep their aspect ratio at up to `max_pixels`
-    (downscaled, never upscaled), on the feature grid.
+    Images of up to four tiles' area (MVTec's 512²) are one tile (near 512² PatchCore
+    scores them at 512² and 256² at once: auto.py); larger ones keep their aspect ratio at
+    up to `max_pixels` (downscaled, never upscaled), on the feature grid.
     """
     height, width = native
     if height * width <= 4 * tile * tile:
