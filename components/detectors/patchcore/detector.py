@@ -37,7 +37,6 @@ from anomalyops.components.detectors.patchcore.search import (
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
 from anomalyops.components.detectors.tiling import downscale, tile_grid
 from anomalyops.components.training.folds import session_folds
-from anomalyops.components.training.thresholds import calibrate
 
 # Images scored per search call in cross_fit: one call's patches spread over every thread.
 CROSS_FIT_IMAGES = 16
@@ -166,6 +165,10 @@ class PatchCore(Detector):
         if self.coarse is None:
             return fine
         coarse = self.coarse.cross_fit(self._coarse_images(images), folds, progress)
+        # Imported here: thresholds needs scipy, which a bare GPU machine lacks
+        # (tests/test_gpu_check.py), and only a two-scale fit needs it.
+        from anomalyops.components.training.thresholds import calibrate
+
         norm = []
         for scores in (fine.scores, coarse.scores):
             median = float(np.median(scores))
