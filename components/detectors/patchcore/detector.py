@@ -241,20 +241,22 @@ class PatchCore(Detector):
         self, images: np.ndarray, fold: np.ndarray, scored: np.ndarray
     ) -> Prediction:
         """SCORED scored by the bank of the images outside FOLD (_without_fold)."""
-        with self._fold_left_out(images, fold):
+        rest = None
+        if len(images) < REFIT_BELOW:
+            rest = images[np.setdiff1d(np.arange(len(images)), fold)]
+        with self._fold_left_out(fold, rest):
             return self.predict(scored)
 
     @contextlib.contextmanager
-    def _fold_left_out(self, images: np.ndarray, fold: np.ndarray) -> Iterator[None]:
-        """Scoring inside the block, at every scale, sees only the IMAGES outside FOLD."""
-        others = None
-        if len(images) < REFIT_BELOW:
-            others = self._patches(images[np.setdiff1d(np.arange(len(images)), fold)], False)
+    def _fold_left_out(self, fold: np.ndarray, rest: np.ndarray | None) -> Iterator[None]:
+        """Scoring inside the block, at every scale, sees only the images outside FOLD:
+        REST, those images, where each fold's bank is a refit (REFIT_BELOW), else None."""
+        others = None if rest is None else self._patches(rest, False)
         with contextlib.ExitStack() as stack:
             stack.enter_context(self._without_fold(fold, others))
             if self.coarse is not None:
-                coarse_images = self._coarse_images(images)
-                stack.enter_context(self.coarse._fold_left_out(coarse_images, fold))
+                coarse_rest = None if rest is None else self._coarse_images(rest)
+                stack.enter_context(self.coarse._fold_left_out(fold, coarse_rest))
             yield
 
     def bank_sizes(self) -> tuple[int, ...]:
