@@ -76,6 +76,7 @@ def export_onnx(detector: Detector, path: Path, external_data_bytes: int) -> boo
             all_tensors_to_one_file=True,
             location=DATA_FILE,
             size_threshold=1024,
+            convert_attribute=True,  # constants too (a coarse scale's resize weights)
         )
     onnx.checker.check_model(str(path))
     return external

@@ -3,7 +3,7 @@
 - Tiling: images much larger than the backbone's 256² tile are scored in tiles at a
   working size near native resolution (tiling.working_size); smaller ones are resized.
 - Two scales: parts near 512² (native area from 3 to 4 tiles' worth) are scored at
-  512² and as a whole at 256² (PatchCore coarse_factor 2), fused scale by scale: what a
+  512² and as a whole at 256² (PatchCore coarse_size), fused scale by scale: what a
   256² view blurs away a 512² one keeps, and the 256² one keeps the layout that a 512²
   view alone loses (transistor's misplaced parts). Chosen on validation from train/good
   alone, pasted small defects (SMALL_DEFECTS in tests/benchmarks/detectors.py) most:
@@ -33,6 +33,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from anomalyops.components.detectors.base import DetectorConfig
-from anomalyops.components.detectors.tiling import working_size
+from anomalyops.components.detectors.tiling import ALIGN, working_size
 from anomalyops.serving.images.decode import ImageDecodeError, decode_image, resize
 
 LIGHTING_SPREAD = 0.1
@@ -92,10 +93,19 @@ def auto_settings(
         if size is not None:
             decided.update(input_size=size, tile_size=(256, 256))
         elif np.prod(stats["native_size"]) >= TWO_SCALE_AREA * 256 * 256:
-            decided.update(input_size=(512, 512), coarse_factor=2)
+            decided.update(input_size=(512, 512))
+        if "input_size" in decided:
+            decided.setdefault("coarse_size", whole_image_size(decided["input_size"]))
     input_size = decided.get("input_size", DetectorConfig.input_size)
     decided.setdefault("keep_aspect", keeps_one_scale(stats["sizes"], tuple(input_size)))
     return decided
+
+
+def whole_image_size(input_size: tuple[int, int]) -> tuple[int, int]:
+    """A coarse scale's size for INPUT_SIZE: its shape, about one 256² tile's area, on
+    the feature grid (512² → 256²)."""
+    scale = 256 / math.sqrt(input_size[0] * input_size[1])
+    return tuple(max(ALIGN, round(side * scale / ALIGN) * ALIGN) for side in input_size)
 
 
 def keeps_one_scale(sizes: Sequence[tuple[int, int]], input_size: tuple[int, int]) -> bool:

@@ -1,7 +1,7 @@
 """PatchCore training and in-process scoring: coreset bank, faiss search, few-shot update.
 
-With `coarse_factor` k the detector is two-scale: a second PatchCore (`coarse`, sharing
-the backbone) holds a bank of the whole image at input_size / k, and every path here
+With `coarse_size` the detector is two-scale: a second PatchCore (`coarse`, sharing the
+backbone) holds a bank of the whole image resized to coarse_size, and every path here
 (fit, cross-fit, out-of-fold, few-shot update, leave-one-out) runs at both scales.
 """
 
@@ -35,7 +35,7 @@ from anomalyops.components.detectors.patchcore.search import (
     nearest_distance,
 )
 from anomalyops.components.detectors.patchcore.torch_model import PatchCoreModel
-from anomalyops.components.detectors.tiling import downscale, tile_grid
+from anomalyops.components.detectors.tiling import ALIGN, resample, tile_grid
 from anomalyops.components.training.folds import session_folds
 
 # Images scored per search call in cross_fit: one call's patches spread over every thread.
@@ -61,9 +61,10 @@ class PatchCoreConfig(DetectorConfig):
     search: str = "auto"  # "exact", "hnsw", or "auto" (search.resolve says which)
     tile_size: tuple[int, int] | None = None  # None: the whole input_size is one tile
     tile_overlap: float = 0.25  # share of a tile its neighbours see too
-    # k: also score the whole image at input_size / k with a bank of its own (two
-    # scales, fused in torch_model.PatchCoreModel.fuse); None: one scale.
-    coarse_factor: int | None = None
+    # (height, width): also score the whole image resized to it, smaller than input_size,
+    # with a bank of its own (two scales, fused in torch_model.PatchCoreModel.fuse); a
+    # tiled model's coarse scale is one tile. None: one scale.
+    coarse_size: tuple[int, int] | None = None
 
 
 class PatchCore(Detector):
@@ -85,31 +86,34 @@ class PatchCore(Detector):
         # The training image each bank row came from, while the detector that fit them
         # lives (not saved): out-of-fold scoring leaves a fold's own rows out.
         self.origin: np.ndarray | None = None
-        self.coarse: PatchCore | None = None  # the whole image at 1/coarse_factor
-        if self.config.coarse_factor:
+        self.coarse: PatchCore | None = None  # the whole image at coarse_size
+        if self.config.coarse_size:
             self.coarse = PatchCore(self._coarse_config(), weights="none")
             self.coarse.model = self.model.coarse  # one module tree, one backbone
 
     def _coarse_config(self) -> PatchCoreConfig:
-        config, factor = self.config, self.config.coarse_factor
-        sides = config.input_size
-        if isinstance(factor, bool) or factor < 2 or any(side % (8 * factor) for side in sides):
-            raise ValueError(f"coarse_factor {factor!r}: needs an integer ≥ 2 with input_size "
-                             f"{tuple(config.input_size)} a multiple of 8 × it")  # fmt: skip
-        if config.tile_size is not None:
-            raise ValueError("coarse_factor: a tiled model has no second scale yet (tile_size set)")
-        size = tuple(side // factor for side in config.input_size)
-        return dataclasses.replace(config, input_size=size, coarse_factor=None)
+        config, size = self.config, self.config.coarse_size
+        fine = tuple(config.input_size)
+        if (
+            len(size) != 2
+            or any(isinstance(side, bool) or not isinstance(side, int) for side in size)
+            or any(side < ALIGN or side % ALIGN for side in size)
+            or not all(c <= f for c, f in zip(size, fine, strict=True))
+            or tuple(size) == fine
+        ):
+            raise ValueError(f"coarse_size {tuple(size)!r}: needs two multiples of {ALIGN}, "
+                             f"smaller than input_size {fine}")  # fmt: skip
+        return dataclasses.replace(config, input_size=tuple(size), tile_size=None, coarse_size=None)
 
     def build_model(self, weights: str) -> PatchCoreModel:
         config = self.config
         backbone = Backbone(config.backbone, config.strides, weights, config.standardise)
         grid = tile_grid(config.input_size, config.tile_size, config.tile_overlap)
         coarse = None
-        if config.coarse_factor:
+        if config.coarse_size:
             coarse_grid = tile_grid(self._coarse_config().input_size, None)
             coarse = PatchCoreModel(backbone, coarse_grid, config.sigma, shares_backbone=True)
-        return PatchCoreModel(backbone, grid, config.sigma, coarse, config.coarse_factor or 1)
+        return PatchCoreModel(backbone, grid, config.sigma, coarse)
 
     def to(self, device: str | torch.device) -> Self:
         super().to(device)
@@ -118,7 +122,7 @@ class PatchCore(Detector):
         return self
 
     def _coarse_images(self, images: np.ndarray) -> np.ndarray:
-        return downscale(torch.from_numpy(images), self.config.coarse_factor).numpy()
+        return resample(torch.from_numpy(images), self.config.coarse_size).numpy()
 
     @torch.inference_mode()
     def _patches(self, images: np.ndarray, progress: bool) -> torch.Tensor:
@@ -341,7 +345,7 @@ class PatchCore(Detector):
         output = self._score(self.model.embed(batch, TILES_PER_BATCH))
         if self.coarse is None:
             return output
-        coarse = self.coarse.infer(downscale(batch, self.config.coarse_factor))
+        coarse = self.coarse.infer(resample(batch, self.config.coarse_size))
         return self.model.fuse(output, coarse)
 
     @classmethod

@@ -1,7 +1,7 @@
 """PatchCore's pure torch model: what gets exported (Roth et al., CVPR 2022).
 
-A two-scale model also scores the whole image at 1/k of its input size with a bank of
-its own (`coarse`) and fuses the two: each scale's map and score in units of its own
+A two-scale model also scores the whole image at a smaller size with a bank of its own
+(`coarse`) and fuses the two: each scale's map and score in units of its own
 out-of-fold 1 % threshold above its median, the larger kept. A patch-level model at the
 fine scale sees small defects a 256² view blurs away, the coarse one keeps the layout a
 fine view is too local for (transistor's misplaced parts).
@@ -16,7 +16,7 @@ from torch import nn
 from anomalyops.components.detectors.anomaly_map import AnomalyMap
 from anomalyops.components.detectors.backbones import Backbone
 from anomalyops.components.detectors.base import InferenceOutput
-from anomalyops.components.detectors.tiling import TileGrid, crop, downscale, stitch
+from anomalyops.components.detectors.tiling import TileGrid, crop, resample, stitch
 
 # Bank entries per distance block in the exported graph: the graph never holds more than
 # patches × SCORE_CHUNK distances per image, whatever the bank size.
@@ -36,7 +36,6 @@ class PatchCoreModel(nn.Module):
         grid: TileGrid,
         sigma: float,
         coarse: PatchCoreModel | None = None,
-        coarse_factor: int = 1,
         shares_backbone: bool = False,
     ) -> None:
         super().__init__()
@@ -49,7 +48,6 @@ class PatchCoreModel(nn.Module):
         self.feature_dim = sum(backbone.channels)
         self.register_buffer("memory_bank", torch.zeros(0, self.feature_dim))
         self.coarse = coarse
-        self.coarse_factor = coarse_factor
         if coarse is not None:  # (fine median, fine span, coarse median, coarse span): fuse
             self.register_buffer("scale_norm", torch.tensor([0.0, 1.0, 0.0, 1.0]))
 
@@ -130,4 +128,4 @@ class PatchCoreModel(nn.Module):
         output = self.outputs(self.nearest_distances(self.embed(images), self.memory_bank))
         if self.coarse is None:
             return output
-        return self.fuse(output, self.coarse(downscale(images, self.coarse_factor)))
+        return self.fuse(output, self.coarse(resample(images, self.coarse.grid.image)))

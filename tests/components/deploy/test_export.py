@@ -24,8 +24,8 @@ from anomalyops.serving.contract.model import ContractError, load_contract, pars
 def trained(request, weld, tmp_path_factory):
     kind = "padim" if request.param == "padim" else "patchcore"
     settings = {"coreset_ratio": 0.01} if kind == "patchcore" else {}
-    if request.param == "two-scale":  # the graph downscales and fuses as fit did
-        settings["coarse_factor"] = 2
+    if request.param == "two-scale":  # the graph resizes (by 2.67) and fuses as fit did
+        settings["coarse_size"] = (96, 96)
     out = tmp_path_factory.mktemp(request.param) / "model"
     return train(weld, out, kind, settings, calibration_folds=2, progress=False)
 

@@ -64,9 +64,9 @@ def test_shared_datasets_get_the_settings_their_images_call_for(macaroni, bottle
     """Needs ../shared/data: skipped on a user's clone, a failure under CI (require_or_skip)."""
     decided = auto_settings("patchcore", train_paths(macaroni), {})
     assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256),
-                       "keep_aspect": False}  # fmt: skip
+                       "coarse_size": (208, 312), "keep_aspect": False}  # fmt: skip
     wanted = {"standardise": False, "keep_aspect": False}
-    two_scale = {"input_size": (512, 512), "coarse_factor": 2}
+    two_scale = {"input_size": (512, 512), "coarse_size": (256, 256)}
     assert auto_settings("patchcore", train_paths(bottle), {}) == wanted | two_scale
     assert auto_settings("padim", train_paths(bottle), {}) == wanted  # PatchCore's alone
 
@@ -80,10 +80,13 @@ def test_parts_near_512_are_scored_at_two_scales(tmp_path, rng, native, two_scal
     path = tmp_path / "part.png"
     Image.fromarray(rng.integers(100, 140, native, dtype=np.uint8)).save(path)
     decided = auto_settings("patchcore", [path], {})
-    assert ("coarse_factor" in decided) is two_scale
+    assert ("coarse_size" in decided) is two_scale
     if two_scale:
-        assert decided["input_size"] == (512, 512) and decided["coarse_factor"] == 2
-    assert "coarse_factor" not in auto_settings("patchcore", [path], {"input_size": (256, 256)})
+        assert decided["input_size"] == (512, 512) and decided["coarse_size"] == (256, 256)
+    assert "coarse_size" not in auto_settings("patchcore", [path], {"input_size": (256, 256)})
+    one_scale = auto_settings("patchcore", [path], {"coarse_size": None})
+    assert one_scale["coarse_size"] is None
+    assert one_scale.get("input_size") == decided.get("input_size")
 
 
 def test_explicit_settings_win(tmp_path):

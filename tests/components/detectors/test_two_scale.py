@@ -2,16 +2,19 @@
 each in units of its own out-of-fold threshold, fused by their maximum."""
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
+from parity import ATOL, MAP_RTOL, RTOL
 
+from anomalyops.components.deploy.export import export_onnx
 from anomalyops.components.detectors import create, load_detector
-from anomalyops.components.detectors.tiling import downscale
+from anomalyops.components.detectors.tiling import resample
 from anomalyops.components.training.fewshot import extend_bank, leave_one_out
 from anomalyops.components.training.folds import session_folds
 from anomalyops.components.training.thresholds import calibrate
 
-FINE, FACTOR = (128, 128), 2  # small inputs: the behaviour is the same, the CPU is shared
+FINE, COARSE = (128, 128), (64, 64)  # small inputs: the behaviour is the same, the CPU is shared
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def images(weld):
 
 @pytest.fixture(scope="module")
 def two_scale(images):
-    detector = create("patchcore", input_size=FINE, coarse_factor=FACTOR)
+    detector = create("patchcore", input_size=FINE, coarse_size=COARSE)
     oof = detector.cross_fit(images, session_folds(len(images)), progress=False)
     return detector, oof
 
@@ -31,10 +34,10 @@ def two_scale(images):
 def test_fused_scores_are_each_scale_in_units_of_its_own_threshold(images, two_scale):
     _, oof = two_scale
     folds = session_folds(len(images))
-    small = downscale(torch.from_numpy(images), FACTOR).numpy()
-    assert small.shape[1:3] == (64, 64)
+    small = resample(torch.from_numpy(images), COARSE).numpy()
+    assert small.shape[1:3] == COARSE
     scaled = []
-    for size, scale_images in ((FINE, images), ((64, 64), small)):
+    for size, scale_images in ((FINE, images), (COARSE, small)):
         alone = create("patchcore", input_size=size).cross_fit(scale_images, folds, False)
         median = np.median(alone.scores)
         scaled.append((alone.scores - median) / (calibrate(alone.scores).threshold - median))
@@ -75,7 +78,7 @@ def test_out_of_fold_leaves_each_fold_out_at_both_scales(images, two_scale):
 
 
 def test_few_shot_leave_one_out_excludes_an_image_from_both_banks(images):
-    detector = create("patchcore", input_size=FINE, coarse_factor=FACTOR)
+    detector = create("patchcore", input_size=FINE, coarse_size=COARSE)
     detector.cross_fit(images[:20], session_folds(20), progress=False)
     before = detector.bank_sizes()
     new = images[20:23]
@@ -87,13 +90,30 @@ def test_few_shot_leave_one_out_excludes_an_image_from_both_banks(images):
 
 
 @pytest.mark.parametrize(
-    "settings, message",
+    "coarse, message",
     [
-        ({"coarse_factor": 3}, "multiple of 8"),
-        ({"coarse_factor": 1}, "integer ≥ 2"),
-        ({"coarse_factor": 2, "tile_size": (64, 64)}, "tiled model"),
+        ((60, 64), "multiples of 8"),
+        ((64, 192), "smaller than"),
+        ((128, 128), "smaller than"),
+        ((64,), "is not a tuple"),
     ],
 )
-def test_bad_coarse_factor_is_named(settings, message):
+def test_bad_coarse_size_is_named(coarse, message):
     with pytest.raises(ValueError, match=message):
-        create("patchcore", input_size=FINE, **settings)
+        create("patchcore", input_size=FINE, coarse_size=coarse)
+
+
+def test_a_tiled_model_gets_a_whole_image_coarse_scale(images, tmp_path):
+    """Tiles at the fine scale, the whole image resized (not by a whole factor) at the
+    coarse one, in process as in the exported graph."""
+    detector = create("patchcore", input_size=FINE, tile_size=(64, 64), coarse_size=(48, 48))
+    oof = detector.cross_fit(images[:20], session_folds(20), progress=False)
+    assert detector.model.grid.count == 9 and detector.coarse.model.grid.count == 1
+    assert oof.maps.shape == (20, *FINE)
+    batch = images[20:23]
+    prediction = detector.predict(batch)
+    export_onnx(detector, tmp_path / "model.onnx", 1 << 40)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    anomaly_map, score = session.run(["anomaly_map", "score"], {"image": batch})
+    np.testing.assert_allclose(score, prediction.scores, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(anomaly_map[:, 0], prediction.maps, rtol=MAP_RTOL, atol=ATOL)
