@@ -25,7 +25,7 @@ components/training/folds.py) for a 1 % per-image false-positive rate. Then:
 Variants: `default` (what the code decides), `coreset1` (a 1 % bank, the old default),
 `size512` (512² parts at native resolution alone), `one_scale` (512² parts at 256² alone;
 the default scores them at both, fused: auto.py), `fine_only` (the default without its
-whole-image coarse scale: tiled sets as tiles alone),
+whole-image coarse scale), `whole_image` (tiled sets given one too, auto.whole_image_size),
 `standardise` / `raw` (forced on / off:
 the alternatives the standardisation default was chosen against, on validation data).
 Writes results/detectors-<dataset>.json (a run replaces the rows of the detectors and
@@ -55,7 +55,11 @@ from anomalyops.components.data.datasets import FolderDataset
 from anomalyops.components.data.synthetic import paste_defects
 from anomalyops.components.deploy.export import EXTERNAL_DATA_BYTES, export_onnx
 from anomalyops.components.detectors import DETECTORS, Prediction, create
-from anomalyops.components.detectors.auto import auto_settings, training_set_statistics
+from anomalyops.components.detectors.auto import (
+    auto_settings,
+    training_set_statistics,
+    whole_image_size,
+)
 from anomalyops.components.detectors.patchcore.search import build_index, recall_at_1, resolve
 from anomalyops.components.evaluation.metrics import auroc, pixel_metrics
 from anomalyops.components.training.folds import session_folds
@@ -80,7 +84,8 @@ VARIANTS = {
     "coreset1": {"coreset_ratio": 0.01},  # the bank the 10 % default was chosen against
     "size512": {"input_size": (512, 512)},  # native resolution for 512² parts, one tile
     "one_scale": {"input_size": (256, 256)},  # 512² parts at 256² alone, the old default
-    "fine_only": {"coarse_size": None},  # the default's fine scale (or tiles) alone
+    "fine_only": {"coarse_size": None},  # the default's fine scale alone
+    "whole_image": {},  # the default, tiled sets with a whole-image coarse scale (run_one)
     "stretch": {"keep_aspect": False},  # every image stretched to the input, as before
 }
 
@@ -177,6 +182,8 @@ def commit() -> str | None:
 def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     paths = [s.path for s in dataset.train_samples()]
     settings = auto_settings(kind, paths, VARIANTS[variant])
+    if variant == "whole_image" and settings.get("tile_size"):
+        settings["coarse_size"] = whole_image_size(settings["input_size"])
     detector = create(kind, **settings)
     size, keep_aspect = detector.config.input_size, detector.config.keep_aspect
     train = dataset.load_train(size, progress=False, keep_aspect=keep_aspect)

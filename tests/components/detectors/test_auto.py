@@ -64,7 +64,7 @@ def test_shared_datasets_get_the_settings_their_images_call_for(macaroni, bottle
     """Needs ../shared/data: skipped on a user's clone, a failure under CI (require_or_skip)."""
     decided = auto_settings("patchcore", train_paths(macaroni), {})
     assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256),
-                       "coarse_size": (208, 312), "keep_aspect": False}  # fmt: skip
+                       "keep_aspect": False}  # fmt: skip
     wanted = {"standardise": False, "keep_aspect": False}
     two_scale = {"input_size": (512, 512), "coarse_size": (256, 256)}
     assert auto_settings("patchcore", train_paths(bottle), {}) == wanted | two_scale
