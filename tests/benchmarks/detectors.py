@@ -24,8 +24,8 @@ components/training/folds.py) for a 1 % per-image false-positive rate. Then:
 
 Variants: `default` (what the code decides), `coreset1` (a 1 % bank, the old default),
 `size512` (512² parts at native resolution alone), `one_scale` (512² parts at 256² alone;
-the default scores them at both, fused: auto.py), `fine_only` (the default without its
-whole-image coarse scale), `whole_image` (tiled sets given one too, auto.whole_image_size),
+the default scores them at both, fused: auto.py), `whole_image` (tiled sets given a
+whole-image coarse scale too, auto.whole_image_size),
 `standardise` / `raw` (forced on / off:
 the alternatives the standardisation default was chosen against, on validation data).
 Writes results/detectors-<dataset>.json (a run replaces the rows of the detectors and
@@ -84,7 +84,6 @@ VARIANTS = {
     "coreset1": {"coreset_ratio": 0.01},  # the bank the 10 % default was chosen against
     "size512": {"input_size": (512, 512)},  # native resolution for 512² parts, one tile
     "one_scale": {"input_size": (256, 256)},  # 512² parts at 256² alone, the old default
-    "fine_only": {"coarse_size": None},  # the default's fine scale alone
     "whole_image": {},  # the default, tiled sets with a whole-image coarse scale (run_one)
     "stretch": {"keep_aspect": False},  # every image stretched to the input, as before
 }

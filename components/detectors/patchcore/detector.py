@@ -92,12 +92,10 @@ class PatchCore(Detector):
             self.coarse.model = self.model.coarse  # one module tree, one backbone
 
     def _coarse_config(self) -> PatchCoreConfig:
-        config, size = self.config, self.config.coarse_size
+        config, size = self.config, self.config.coarse_size  # two ints (configure checks)
         fine = tuple(config.input_size)
         if (
-            len(size) != 2
-            or any(isinstance(side, bool) or not isinstance(side, int) for side in size)
-            or any(side < ALIGN or side % ALIGN for side in size)
+            any(side < ALIGN or side % ALIGN for side in size)
             or not all(c <= f for c, f in zip(size, fine, strict=True))
             or tuple(size) == fine
         ):
