@@ -27,7 +27,10 @@ Variants: `default` (what the code decides), `coreset1` (a 1 % bank, the old def
 the default scores them at both, fused: auto.py), `whole_image` (tiled sets given a
 whole-image coarse scale too, auto.whole_image_size),
 `standardise` / `raw` (forced on / off:
-the alternatives the standardisation default was chosen against, on validation data).
+the alternatives the standardisation default was chosen against, on validation data),
+`as_taken` (PatchCore without the gain reference auto.py gives unclipped, evenly lit sets:
+the grey levels as taken), `gained` (PatchCore with the gain reference forced on, at the
+set's mean grey level).
 Writes results/detectors-<dataset>.json (a run replaces the rows of the detectors and
 variants it ran and keeps the others; each row records its commit, date and load),
 results/detectors.md and results/detector-families.md (every family's default row, its
@@ -81,6 +84,8 @@ VARIANTS = {
     "default": {},
     "standardise": {"standardise": True},
     "raw": {"standardise": False},
+    "as_taken": {"gain_reference": None},  # no gain undone (auto.py's gain_reference)
+    "gained": {},  # the gain undone where auto.py would not (clipped sets; run_one)
     "coreset1": {"coreset_ratio": 0.01},  # the bank the 10 % default was chosen against
     "size512": {"input_size": (512, 512)},  # native resolution for 512² parts, one tile
     "one_scale": {"input_size": (256, 256)},  # 512² parts at 256² alone, the old default
@@ -183,6 +188,8 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     settings = auto_settings(kind, paths, VARIANTS[variant])
     if variant == "whole_image" and settings.get("tile_size"):
         settings["coarse_size"] = whole_image_size(settings["input_size"])
+    if variant == "gained" and kind == "patchcore":
+        settings["gain_reference"] = round(training_set_statistics(paths)["mean_brightness"], 1)
     detector = create(kind, **settings)
     size, keep_aspect = detector.config.input_size, detector.config.keep_aspect
     train = dataset.load_train(size, progress=False, keep_aspect=keep_aspect)

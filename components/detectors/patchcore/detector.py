@@ -65,6 +65,10 @@ class PatchCoreConfig(DetectorConfig):
     # with a bank of its own (two scales, fused in torch_model.PatchCoreModel.fuse); a
     # tiled model's coarse scale is one tile. None: one scale.
     coarse_size: tuple[int, int] | None = None
+    # Grey level each image's mean is scaled to before it is tiled and embedded, undoing a
+    # lighting gain (PatchCoreModel.ungained; auto.py sets it for unclipped, evenly lit
+    # sets). None: the grey levels as taken.
+    gain_reference: float | None = None
 
 
 class PatchCore(Detector):
@@ -110,8 +114,10 @@ class PatchCore(Detector):
         coarse = None
         if config.coarse_size:
             coarse_grid = tile_grid(self._coarse_config().input_size, None)
-            coarse = PatchCoreModel(backbone, coarse_grid, config.sigma, shares_backbone=True)
-        return PatchCoreModel(backbone, grid, config.sigma, coarse)
+            coarse = PatchCoreModel(backbone, coarse_grid, config.sigma, shares_backbone=True,
+                                    gain_reference=config.gain_reference)  # fmt: skip
+        return PatchCoreModel(backbone, grid, config.sigma, coarse,
+                              gain_reference=config.gain_reference)  # fmt: skip
 
     def to(self, device: str | torch.device) -> Self:
         super().to(device)

@@ -37,8 +37,13 @@ class PatchCoreModel(nn.Module):
         sigma: float,
         coarse: PatchCoreModel | None = None,
         shares_backbone: bool = False,
+        gain_reference: float | None = None,
     ) -> None:
         super().__init__()
+        if gain_reference is not None and not 0 < gain_reference <= 255:  # NaN fails too
+            raise ValueError(f"gain_reference must be a grey level in (0, 255], "
+                             f"got {gain_reference}")  # fmt: skip
+        self.gain_reference = gain_reference
         if shares_backbone:  # a coarse scale's: the fine model's backbone, kept outside
             object.__setattr__(self, "backbone", backbone)  # this tree: saved/exported once
         else:
@@ -57,9 +62,18 @@ class PatchCoreModel(nn.Module):
         In process the backbone may take `tiles_per_pass` tiles at a time (CPU caches);
         the exported graph takes them all at once.
         """
-        tiles = crop(images, self.grid)
+        tiles = crop(self.ungained(images), self.grid)
         chunks = tiles.split(tiles_per_pass) if tiles_per_pass else (tiles,)
         return torch.cat([self._tile_features(chunk) for chunk in chunks])
+
+    def ungained(self, images: torch.Tensor) -> torch.Tensor:
+        """Each whole image (N×H×W×3) scaled so its mean grey level is gain_reference, as
+        float; as it is without one. A part lit 10 % brighter then looks as it did, where
+        the sensor is linear (auto.py): before tiling, so tiles keep their contrasts."""
+        if self.gain_reference is None:
+            return images
+        pixels = images.float()
+        return pixels * (self.gain_reference / (pixels.mean(dim=(1, 2, 3), keepdim=True) + 1.0))
 
     def _tile_features(self, tiles: torch.Tensor) -> torch.Tensor:
         features = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in self.backbone(tiles)]

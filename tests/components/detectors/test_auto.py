@@ -1,5 +1,6 @@
-"""Settings decided from train/good alone: tiling from native size, standardisation from
-how much the good images' brightness varies, the aspect from the images' shapes."""
+"""Settings decided from train/good alone: tiling from native size, standardisation or a
+gain reference from how much the good images' brightness varies and clips, the aspect
+from the images' shapes."""
 
 import numpy as np
 import pytest
@@ -58,13 +59,32 @@ def test_large_even_images_are_tiled_and_not_standardised(tmp_path, rng):
     decided = auto_settings("patchcore", paths, {})
     assert decided["standardise"] is False and decided["tile_size"] == (256, 256)
     assert decided["input_size"][0] > 256 and decided["input_size"][1] > decided["input_size"][0]
+    assert decided["gain_reference"] == pytest.approx(119.5, abs=0.5)  # even, unclipped
+
+
+def test_even_unclipped_light_gets_a_gain_reference_for_patchcore(tmp_path, rng):
+    for clip in (False, True):
+        paths = []
+        for i in range(3):
+            paths.append(tmp_path / f"{clip}-{i}.png")
+            pixels = rng.integers(80, 120, (64, 64))
+            if clip:  # a black background and a saturated highlight, as weld's
+                pixels[:20], pixels[-20:] = 0, 255
+            Image.fromarray(pixels.astype(np.uint8)).save(paths[-1])
+        stats = training_set_statistics(paths)
+        decided = auto_settings("patchcore", paths, {})
+        assert decided.get("gain_reference") == (
+            None if clip else round(stats["mean_brightness"], 1)
+        )
+        assert "gain_reference" not in auto_settings("padim", paths, {})  # chosen on PatchCore
+        assert auto_settings("patchcore", paths, {"gain_reference": None})["gain_reference"] is None
 
 
 def test_shared_datasets_get_the_settings_their_images_call_for(macaroni, bottle):
     """Needs ../shared/data: skipped on a user's clone, a failure under CI (require_or_skip)."""
     decided = auto_settings("patchcore", train_paths(macaroni), {})
-    assert decided == {"standardise": False, "input_size": (448, 672), "tile_size": (256, 256),
-                       "keep_aspect": False}  # fmt: skip
+    assert decided == {"standardise": False, "gain_reference": 63.4, "input_size": (448, 672),
+                       "tile_size": (256, 256), "keep_aspect": False}  # fmt: skip
     wanted = {"standardise": False, "keep_aspect": False}
     two_scale = {"input_size": (512, 512), "coarse_size": (256, 256)}
     assert auto_settings("patchcore", train_paths(bottle), {}) == wanted | two_scale
