@@ -107,7 +107,7 @@ def auto_settings(
     linear = stats["clipped_share"] <= CLIPPED_MAX
     decided.setdefault("standardise", varies and linear)
     if kind == "patchcore" and linear and not varies and stats["mean_brightness"] > 0:
-        decided.setdefault("gain_reference", round(stats["mean_brightness"], 1))
+        decided.setdefault("gain_reference", gain_reference(stats))
     if kind == "patchcore" and "input_size" not in settings and "tile_size" not in settings:
         size = working_size(stats["native_size"])
         if size is not None:
@@ -118,6 +118,11 @@ def auto_settings(
     input_size = decided.get("input_size", DetectorConfig.input_size)
     decided.setdefault("keep_aspect", keeps_one_scale(stats["sizes"], tuple(input_size)))
     return decided
+
+
+def gain_reference(stats: dict[str, Any]) -> float:
+    """The grey level a gain-corrected model scales each image to: the training mean."""
+    return round(stats["mean_brightness"], 1)
 
 
 def whole_image_size(input_size: tuple[int, int]) -> tuple[int, int]:

@@ -60,6 +60,7 @@ from anomalyops.components.deploy.export import EXTERNAL_DATA_BYTES, export_onnx
 from anomalyops.components.detectors import DETECTORS, Prediction, create
 from anomalyops.components.detectors.auto import (
     auto_settings,
+    gain_reference,
     training_set_statistics,
     whole_image_size,
 )
@@ -189,7 +190,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     if variant == "whole_image" and settings.get("tile_size"):
         settings["coarse_size"] = whole_image_size(settings["input_size"])
     if variant == "gained" and kind == "patchcore":
-        settings["gain_reference"] = round(training_set_statistics(paths)["mean_brightness"], 1)
+        settings["gain_reference"] = gain_reference(training_set_statistics(paths))
     detector = create(kind, **settings)
     size, keep_aspect = detector.config.input_size, detector.config.keep_aspect
     train = dataset.load_train(size, progress=False, keep_aspect=keep_aspect)
