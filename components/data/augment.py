@@ -49,6 +49,8 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def scale_brightness(image: np.ndarray, factor: float) -> np.ndarray:
+    """IMAGE (uint8, any shape: one image or a stack) lit FACTOR times as bright, clipped
+    as a sensor clips."""
     return np.clip(np.rint(image.astype(np.float32) * factor), 0, 255).astype(np.uint8)
 
 

@@ -37,7 +37,9 @@
   against 0.998; `gained` row). Transistor's validation rose too (0.979 / 0.887 against
   0.976 / 0.884), its AUROC stayed 1.000, but 22 of its 25 defects clear the threshold
   against 25.
-  Other families keep the grey levels as taken (measured for PatchCore only).
+  Letterboxed sets (aspect kept, below) stay as taken: their black border would enter
+  each image's mean by its own share. Other families keep the grey levels as taken
+  (measured for PatchCore only).
 - Aspect: kept (each image scaled by one factor, centred on black) where the images'
   shapes differ but fitting them whole scales every one by the same factor: crops of one
   camera's strip (weld: 400 wide, 89-392 high), whose parts then keep one pixel size.
@@ -106,8 +108,6 @@ def auto_settings(
     varies = stats["brightness_spread"] > LIGHTING_SPREAD
     linear = stats["clipped_share"] <= CLIPPED_MAX
     decided.setdefault("standardise", varies and linear)
-    if kind == "patchcore" and linear and not varies and stats["mean_brightness"] > 0:
-        decided.setdefault("gain_reference", gain_reference(stats))
     if kind == "patchcore" and "input_size" not in settings and "tile_size" not in settings:
         size = working_size(stats["native_size"])
         if size is not None:
@@ -117,6 +117,9 @@ def auto_settings(
             decided.setdefault("coarse_size", whole_image_size(decided["input_size"]))
     input_size = decided.get("input_size", DetectorConfig.input_size)
     decided.setdefault("keep_aspect", keeps_one_scale(stats["sizes"], tuple(input_size)))
+    evenly_lit = linear and not varies and stats["mean_brightness"] > 0
+    if kind == "patchcore" and evenly_lit and not decided["keep_aspect"]:
+        decided.setdefault("gain_reference", gain_reference(stats))
     return decided
 
 

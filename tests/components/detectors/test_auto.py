@@ -80,6 +80,16 @@ def test_even_unclipped_light_gets_a_gain_reference_for_patchcore(tmp_path, rng)
         assert auto_settings("patchcore", paths, {"gain_reference": None})["gain_reference"] is None
 
 
+def test_letterboxed_sets_get_no_gain_reference(tmp_path, rng):
+    """Crops of one strip are fitted whole on black: the border would enter the mean."""
+    paths = []
+    for i, height in enumerate((101, 256, 392)):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(80, 120, (height, 400), dtype=np.uint8)).save(paths[-1])
+    decided = auto_settings("patchcore", paths, {})
+    assert decided["keep_aspect"] is True and "gain_reference" not in decided
+
+
 def test_shared_datasets_get_the_settings_their_images_call_for(macaroni, bottle):
     """Needs ../shared/data: skipped on a user's clone, a failure under CI (require_or_skip)."""
     decided = auto_settings("patchcore", train_paths(macaroni), {})
