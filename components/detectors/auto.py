@@ -38,7 +38,8 @@
   0.976 / 0.884), its AUROC stayed 1.000, but 22 of its 25 defects clear the threshold
   against 25.
   Letterboxed sets (aspect kept, below) stay as taken: their black border would enter
-  each image's mean by its own share. Other families keep the grey levels as taken
+  each image's mean by its own share. A standardised model needs none: standardising
+  divides the gain out of every tile. Other families keep the grey levels as taken
   (measured for PatchCore only).
 - Aspect: kept (each image scaled by one factor, centred on black) where the images'
   shapes differ but fitting them whole scales every one by the same factor: crops of one
@@ -117,8 +118,8 @@ def auto_settings(
             decided.setdefault("coarse_size", whole_image_size(decided["input_size"]))
     input_size = decided.get("input_size", DetectorConfig.input_size)
     decided.setdefault("keep_aspect", keeps_one_scale(stats["sizes"], tuple(input_size)))
-    evenly_lit = linear and not varies and stats["mean_brightness"] > 0
-    if kind == "patchcore" and evenly_lit and not decided["keep_aspect"]:
+    plain = not (decided["keep_aspect"] or decided["standardise"])  # no border, unscaled
+    if kind == "patchcore" and linear and not varies and plain and stats["mean_brightness"]:
         decided.setdefault("gain_reference", gain_reference(stats))
     return decided
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from anomalyops.components.data.datasets import DatasetError, FolderDataset, OnError
@@ -26,6 +27,7 @@ from anomalyops.serving.images.statistics import image_statistics
 log = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
 TRAINING_FILE = "training.json"
+HIGHEST = 5  # good images named in training.json by their out-of-fold score
 _LEVEL = {
     "type": "object",
     "required": ["threshold"],
@@ -108,6 +110,7 @@ def train(
         "train_images": len(split.images),
         "calibration_images": len(split.images),
         "calibration": {"method": "cross-fit", "folds": len(folds), "order": "file name"},
+        "highest_held_out": highest_held_out(split.paths, held_out.scores, dataset.root),
         "skipped": refused + split.skipped,
         "fit_seconds": round(fit_seconds, 2),
         "threads": torch.get_num_threads(),  # what fit_seconds was measured with
@@ -120,6 +123,17 @@ def train(
         (staging / TRAINING_FILE).write_text(json.dumps(summary, indent=2))
     log.info("trained %s on %d images in %.1f s", detector, len(split.images), fit_seconds)
     return TrainResult(Path(output), model, image_cal, pixel_cal, summary)
+
+
+def highest_held_out(
+    paths: list[str], scores: np.ndarray, root: Path, count: int = HIGHEST
+) -> list[dict]:
+    """The good images whose out-of-fold scores rank highest, highest first, with their
+    paths under ROOT: below 1 / target images the threshold is the largest of them, so
+    one odd or mislabelled part sets a line's sensitivity and is worth a look."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[:count]
+    return [{"file": Path(paths[i]).relative_to(root).as_posix(), "score": float(scores[i])}
+            for i in order]  # fmt: skip
 
 
 def load_trained(model_dir: str | Path, device: str = "cpu") -> tuple[Detector, dict]:

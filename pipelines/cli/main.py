@@ -12,6 +12,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anomalyops.pipelines.cli import drift as drift_commands
 from anomalyops.pipelines.cli import pipeline as pipeline_commands
@@ -27,7 +28,19 @@ from anomalyops.pipelines.cli.options import (
     use_threads,
 )
 
+if TYPE_CHECKING:  # torch behind it: the commands import it when they run
+    from anomalyops.components.training.train import TrainResult
+
 log = logging.getLogger("anomalyops")
+
+
+def print_calibration(result: TrainResult) -> None:
+    """The image threshold and the good images scored highest out of fold: at under
+    1 / target images the highest of them is the threshold, so a reviewer checks it."""
+    print(f"image {result.image_threshold.summary()}")
+    highest = result.summary["highest_held_out"][:3]
+    print("highest out-of-fold good scores: "
+          + ", ".join(f"{h['file']} {h['score']:.4g}" for h in highest))  # fmt: skip
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -50,7 +63,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(f"saved {args.detector} to {result.model_dir}")
-    print(f"image {result.image_threshold.summary()}")
+    print_calibration(result)
     for skipped in result.summary["skipped"]:
         print(f"skipped {skipped}")
     return 0
@@ -178,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # A demo reruns into the same folder: replacing its own previous model is the point.
     result = train(data, out / "model", args.detector, settings, args.calibration_folds,
                    args.fpr, force=True, device=args.device)  # fmt: skip
-    print(f"image {result.image_threshold.summary()}")
+    print_calibration(result)
     metrics = evaluate(out / "model", data, out / "report.html", device=args.device)
     print(as_table(metrics))
     print(f"model: {(out / 'model').resolve()}\nreport: {(out / 'report.html').resolve()}")

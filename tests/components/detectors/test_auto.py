@@ -78,6 +78,7 @@ def test_even_unclipped_light_gets_a_gain_reference_for_patchcore(tmp_path, rng)
         )
         assert "gain_reference" not in auto_settings("padim", paths, {})  # chosen on PatchCore
         assert auto_settings("patchcore", paths, {"gain_reference": None})["gain_reference"] is None
+        assert "gain_reference" not in auto_settings("patchcore", paths, {"standardise": True})
 
 
 def test_letterboxed_sets_get_no_gain_reference(tmp_path, rng):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,11 @@ def test_train_writes_model_thresholds_and_lineage(trained):
     assert len(reference.scores) == 37 and min(reference.scores) > 0
     # 37 < 99 images: the conformal rank is past the end, so the threshold is the largest
     assert thresholds["image"]["threshold"] == pytest.approx(max(reference.scores))
+    highest = summary["highest_held_out"]  # named, highest first: the first set it
+    wanted = sorted(reference.scores, reverse=True)[:5]
+    assert [h["score"] for h in highest] == pytest.approx(wanted)
+    assert all(h["file"].startswith("train/good/") for h in highest)
+    assert (Path(summary["data"]) / highest[0]["file"]).is_file()
     assert all(len(values) == 37 for values in reference.statistics.values())
 
 

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 
 import pytest
@@ -6,10 +8,25 @@ from anomalyops.pipelines.cli.main import main
 
 
 @pytest.fixture(scope="module")
-def model(weld, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "model"
-    assert main(["fit", "--data", str(weld), "--out", str(out)]) == 0
-    return out
+def fitted(weld, tmp_path_factory):
+    """The model folder `fit` wrote and what it printed."""
+    out, printed = tmp_path_factory.mktemp("cli") / "model", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["fit", "--data", str(weld), "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model(fitted):
+    return fitted[0]
+
+
+def test_fit_names_the_good_images_that_set_the_threshold(fitted):
+    model, printed = fitted
+    highest = json.loads((model / "training.json").read_text())["highest_held_out"]
+    assert "target not guaranteed: needs ≥ 99 good images" in printed  # weld's 37
+    named = f"highest out-of-fold good scores: {highest[0]['file']} {highest[0]['score']:.4g}, "
+    assert named in printed
 
 
 def test_fit_evaluate_predict(model, weld, tmp_path, capsys):
