@@ -205,7 +205,8 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
     n = len(train.images)
     good = Prediction(every.scores[:n], every.maps[:n])
     bad = Prediction(every.scores[n : 2 * n], every.maps[n : 2 * n])
-    val_small = auroc(np.r_[np.zeros(n), np.ones(n)], np.r_[good.scores, every.scores[2 * n :]])
+    small_scores = every.scores[2 * n :]
+    val_small = auroc(np.r_[np.zeros(n), np.ones(n)], np.r_[good.scores, small_scores])
     threshold = calibrate(good.scores, 0.01)
     val_labels = np.r_[np.zeros(len(train.images)), np.ones(len(pasted))]
     val_masks = np.concatenate([np.zeros_like(pasted_masks), pasted_masks])
@@ -240,7 +241,7 @@ def run_one(name: str, kind: str, variant: str, dataset: FolderDataset) -> dict:
         "val_small_image_auroc": val_small,
         # pasted defects above the shipped threshold: the validation side of defects_flagged
         "val_defects_flagged": float((bad.scores > threshold.threshold).mean()),
-        "val_small_defects_flagged": float((every.scores[2 * n :] > threshold.threshold).mean()),
+        "val_small_defects_flagged": float((small_scores > threshold.threshold).mean()),
         "image_auroc": auroc(test.labels, prediction.scores),
         "pixel_auroc": None,
         "aupro": None,
